@@ -1,0 +1,48 @@
+"""Shared fixtures: one real embedded PostgreSQL per test session, in a temp TRIBUTARY_HOME."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from tributary import db, migrations, tenants
+from tributary.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings pointing at a private embedded server (or DATABASE_URL when the caller set one)."""
+    home = tmp_path_factory.mktemp("tributary-home")
+    env = {**os.environ, "TRIBUTARY_HOME": str(home), "TRIBUTARY_ADMIN_TOKEN": "test-admin-token"}
+    # A port of its own, so a developer's running `make up` is never touched.
+    env.setdefault("TRIBUTARY_DB_PORT", str(20000 + os.getpid() % 20000))
+    test_settings = Settings.from_env(env)
+    started = False
+    if test_settings.embedded:
+        started = db.embedded_server(test_settings).start()
+    with db.connect(test_settings, autocommit=True) as conn:
+        migrations.migrate(conn)
+    yield test_settings
+    if started:
+        db.embedded_server(test_settings).stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(settings: Settings) -> str:
+    return db.database_url(settings)
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def tenant(conn: psycopg.Connection) -> tuple[tenants.Tenant, str]:
+    """A fresh tenant and its write key; tests assert per tenant, so they never see each other's rows."""
+    return tenants.create(conn, f"test-{uuid.uuid4().hex[:12]}")

@@ -1,0 +1,82 @@
+"""All configuration, read once from the environment.
+
+Every other module receives a `Settings` (or calls `get_settings()`); nothing else
+reads `os.environ`. The README's configuration table lists the same variables.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a whole number; unset it or give e.g. {name}={default}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    """Set: use that server. Unset: start the embedded PostgreSQL under `home`."""
+    home: Path
+    admin_token: str | None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    dagster_port: int = 3000
+    batch_size: int = 10_000
+    max_event_bytes: int = 32 * 1024
+    max_batch_bytes: int = 1024 * 1024
+    max_batch_events: int = 500
+    max_event_age_days: int = 30
+    max_clock_skew_seconds: int = 300
+    sensor_interval_seconds: int = 5
+    db_pool_size: int = 8
+    db_port: int = 5433
+    """Port of the embedded server: names its Unix socket, and its TCP port when it listens."""
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def pg_data(self) -> Path:
+        return self.home / "pg"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("TRIBUTARY_HOME") or ".tributary").expanduser().absolute()
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            home=home,
+            admin_token=env.get("TRIBUTARY_ADMIN_TOKEN") or None,
+            api_host=env.get("TRIBUTARY_API_HOST") or "127.0.0.1",
+            api_port=_int(env, "TRIBUTARY_API_PORT", 8000),
+            dagster_port=_int(env, "TRIBUTARY_DAGSTER_PORT", 3000),
+            batch_size=_int(env, "TRIBUTARY_BATCH_SIZE", 10_000),
+            max_event_bytes=_int(env, "TRIBUTARY_MAX_EVENT_BYTES", 32 * 1024),
+            max_batch_bytes=_int(env, "TRIBUTARY_MAX_BATCH_BYTES", 1024 * 1024),
+            max_batch_events=_int(env, "TRIBUTARY_MAX_BATCH_EVENTS", 500),
+            max_event_age_days=_int(env, "TRIBUTARY_MAX_EVENT_AGE_DAYS", 30),
+            max_clock_skew_seconds=_int(env, "TRIBUTARY_MAX_CLOCK_SKEW_SECONDS", 300),
+            sensor_interval_seconds=_int(env, "TRIBUTARY_SENSOR_INTERVAL_SECONDS", 5),
+            db_pool_size=_int(env, "TRIBUTARY_DB_POOL_SIZE", 8),
+            db_port=_int(env, "TRIBUTARY_DB_PORT", 5433),
+        )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return Settings.from_env()
