@@ -1,0 +1,86 @@
+with
+
+events as (
+
+    select * from {{ ref('stg_tributary__events') }}
+
+),
+
+job_events as (
+
+    select
+        tenant_id,
+        coalesce(
+            props ->> 'job_id',
+            case when entity_type = 'job' then entity_id end
+        ) as job_id,
+        event_id,
+        event_type,
+        -- created → started → completed / failed, to order events with one timestamp
+        case event_type
+            when 'job_created' then 1
+            when 'job_started' then 2
+            else 3
+        end as lifecycle_step,
+        occurred_at,
+        props ->> 'error_message' as error_message
+
+    from events
+    where event_type in {{ sql_list(job_lifecycle_event_types()) }}
+
+),
+
+jobs as (
+
+    select
+        tenant_id,
+        job_id,
+        (array_agg(event_type order by occurred_at desc, lifecycle_step desc, event_id desc))[1] as latest_event_type,
+        min(occurred_at) filter (where event_type = 'job_created') as created_at,
+        min(occurred_at) filter (where event_type = 'job_started') as started_at,
+        max(occurred_at) filter (where event_type = 'job_completed') as completed_at,
+        max(occurred_at) filter (where event_type = 'job_failed') as failed_at,
+        (array_agg(error_message order by occurred_at desc, event_id desc)
+            filter (where event_type = 'job_failed'))[1] as error_message
+
+    from job_events
+    where job_id is not null
+    group by tenant_id, job_id
+
+),
+
+statuses as (
+
+    select
+        *,
+        replace(latest_event_type, 'job_', '') as status,
+        case latest_event_type
+            when 'job_completed' then completed_at
+            when 'job_failed' then failed_at
+        end as finished_at
+
+    from jobs
+
+),
+
+final as (
+
+    select
+        {{ surrogate_key(['tenant_id', 'job_id']) }} as job_key,
+        tenant_id,
+        job_id,
+        status,
+        created_at,
+        started_at,
+        completed_at,
+        failed_at,
+        extract(epoch from (started_at - created_at)) as queue_seconds,
+        extract(epoch from (finished_at - started_at)) as run_seconds,
+        extract(epoch from (finished_at - created_at)) as total_seconds,
+        error_message
+
+    from statuses
+
+)
+
+select * from final

@@ -1,0 +1,257 @@
+"""The canonical event contract: one shape for every wire format.
+
+Two steps, both defined here and nowhere else:
+
+1. `RAW_FIELDS` says where each field sits in a landed payload, per wire format
+   (native camelCase, Segment's spec). Processing pulls them out in PostgreSQL
+   (`#>>` yields text whatever the JSON type, so a client sending a number where a
+   string belongs cannot crash a batch), giving one text column per field.
+2. `canonical()` turns those text columns into the typed canonical frame with
+   Polars expressions: Segment call types become event types, timestamps are
+   parsed, the client clock is corrected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+NATIVE = "native"
+SEGMENT = "segment"
+WIRE_FORMATS = (NATIVE, SEGMENT)
+
+SOURCES = ("web", "api", "mobile", "system", "webhook")
+ENTITY_TYPES = (
+    "project", "asset", "license", "creator", "brand", "user", "royalty", "payout", "post", "category", "job",
+)
+
+# Segment call type → canonical event type (a `track` call carries its own name in `event`).
+SEGMENT_CALL_TYPES = {
+    "page": "page_viewed",
+    "screen": "screen_viewed",
+    "identify": "user_identified",
+    "group": "group_identified",
+    "alias": "user_aliased",
+}
+
+Path = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RawField:
+    """A field's location in a payload: for each wire format, paths tried in order."""
+
+    name: str
+    native: tuple[Path, ...] = ()
+    segment: tuple[Path, ...] = ()
+    json_object: bool = False
+    """Kept as JSON text, and only when the value is an object (props)."""
+
+
+def _p(dotted: str) -> Path:
+    return tuple(dotted.split("."))
+
+
+def _paths(*dotted: str) -> tuple[Path, ...]:
+    return tuple(_p(d) for d in dotted)
+
+
+RAW_FIELDS: tuple[RawField, ...] = (
+    RawField("event_id", _paths("eventId"), _paths("messageId")),
+    RawField("event_type", _paths("eventType"), _paths("event")),
+    RawField("call_type", (), _paths("type")),
+    RawField("source", _paths("source"), ()),
+    RawField("user_id", _paths("userId"), _paths("userId")),
+    RawField("anonymous_id", _paths("anonymousId"), _paths("anonymousId")),
+    RawField("session_id", _paths("sessionId"), _paths("context.sessionId", "properties.sessionId")),
+    RawField("entity_type", _paths("entityType"), ()),
+    RawField("entity_id", _paths("entityId"), ()),
+    RawField("occurred_at", _paths("occurredAt", "props.occurred_at"), _paths("timestamp", "originalTimestamp")),
+    RawField("sent_at", _paths("sentAt"), _paths("sentAt")),
+    RawField("idempotency_key", _paths("idempotencyKey"), ()),
+    RawField("correlation_id", _paths("correlationId"), ()),
+    RawField("page_url", _paths("context.page.url"), _paths("context.page.url", "properties.url")),
+    RawField("page_path", (), _paths("context.page.path", "properties.path")),
+    RawField("page_referrer", _paths("context.page.referrer", "attribution.referrer"),
+             _paths("context.page.referrer", "properties.referrer")),
+    RawField("page_title", _paths("context.page.title"), _paths("context.page.title", "properties.title")),
+    RawField("context_user_agent", _paths("context.userAgent"), _paths("context.userAgent")),
+    RawField("locale", _paths("context.locale"), _paths("context.locale")),
+    RawField("timezone", _paths("context.timezone"), _paths("context.timezone")),
+    RawField("utm_source", _paths("attribution.utmSource"), _paths("context.campaign.source")),
+    RawField("utm_medium", _paths("attribution.utmMedium"), _paths("context.campaign.medium")),
+    RawField("utm_campaign", _paths("attribution.utmCampaign"), _paths("context.campaign.name")),
+    RawField("utm_term", _paths("attribution.utmTerm"), _paths("context.campaign.term")),
+    RawField("utm_content", _paths("attribution.utmContent"), _paths("context.campaign.content")),
+    RawField("props", _paths("props"), _paths("properties", "traits"), json_object=True),
+)
+
+# Columns of the landing row itself, beside the payload fields.
+ENVELOPE_COLUMNS = {
+    "landing_id": pl.Int64,
+    "tenant_id": pl.String,
+    "received_at": pl.Int64,  # microseconds since the epoch, UTC
+    "wire_format": pl.String,
+    "header_user_agent": pl.String,
+}
+
+RAW_SCHEMA: dict[str, pl.DataType] = {**ENVELOPE_COLUMNS, **{f.name: pl.String for f in RAW_FIELDS}}
+
+# The canonical frame: what every later stage (validate, enrich, dedup, write) sees.
+CANONICAL_SCHEMA: dict[str, pl.DataType] = {
+    "landing_id": pl.Int64,
+    "tenant_id": pl.String,
+    "wire_format": pl.String,
+    "event_id": pl.String,
+    "event_type": pl.String,
+    "source": pl.String,
+    "user_id": pl.String,
+    "anonymous_id": pl.String,
+    "session_id": pl.String,
+    "entity_type": pl.String,
+    "entity_id": pl.String,
+    "idempotency_key": pl.String,
+    "correlation_id": pl.String,
+    "occurred_at": pl.Datetime("us", "UTC"),
+    "client_occurred_at": pl.Datetime("us", "UTC"),
+    "sent_at": pl.Datetime("us", "UTC"),
+    "received_at": pl.Datetime("us", "UTC"),
+    "page_url": pl.String,
+    "page_path": pl.String,
+    "page_referrer": pl.String,
+    "page_title": pl.String,
+    "user_agent": pl.String,
+    "locale": pl.String,
+    "timezone": pl.String,
+    "utm_source": pl.String,
+    "utm_medium": pl.String,
+    "utm_campaign": pl.String,
+    "utm_term": pl.String,
+    "utm_content": pl.String,
+    "props": pl.String,
+    # Set when a timestamp was sent but could not be read: validation rejects the event.
+    "unparsed_timestamp": pl.String,
+}
+
+
+def extraction_sql(field: RawField) -> str:
+    """SQL for one raw field over a landing row aliased `r` (payload jsonb, wire_format text)."""
+
+    def one(path: Path) -> str:
+        location = "'{" + ",".join(path) + "}'"
+        if field.json_object:
+            value = f"r.payload #> {location}"
+            return f"case when jsonb_typeof({value}) = 'object' then ({value})::text end"
+        return f"r.payload #>> {location}"
+
+    def first_of(paths: tuple[Path, ...]) -> str:
+        if not paths:
+            return "null"
+        parts = [one(p) for p in paths]
+        return parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
+
+    return f"case r.wire_format when 'segment' then {first_of(field.segment)} else {first_of(field.native)} end"
+
+
+def parse_timestamp(text: pl.Expr) -> pl.Expr:
+    """ISO-8601 (with or without zone, `Z`, fraction) or epoch milliseconds → UTC datetime.
+
+    Naive times are taken as UTC. Null when the text is none of these."""
+    iso = text.str.strip_chars().str.replace(r"Z$", "+00:00")
+
+    def attempt(fmt: str) -> pl.Expr:
+        return iso.str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="us")
+
+    epoch_ms = (
+        pl.when(text.str.contains(r"^\s*-?\d{1,15}\s*$"))
+        .then(pl.from_epoch(text.str.strip_chars().cast(pl.Int64, strict=False), time_unit="ms"))
+        .dt.replace_time_zone("UTC")
+        .dt.cast_time_unit("us")
+    )
+    return pl.coalesce(
+        attempt("%Y-%m-%dT%H:%M:%S%.f%z"),
+        attempt("%Y-%m-%dT%H:%M:%S%z"),
+        attempt("%Y-%m-%dT%H:%M:%S%.f"),
+        attempt("%Y-%m-%dT%H:%M:%S"),
+        attempt("%Y-%m-%d %H:%M:%S%.f%z"),
+        attempt("%Y-%m-%d %H:%M:%S%.f"),
+        attempt("%Y-%m-%d %H:%M:%S"),
+        iso.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+        epoch_ms,
+    )
+
+
+def event_type(aliases: dict[str, str]) -> pl.Expr:
+    """The canonical event type: Segment call types mapped, aliases resolved, blanks null."""
+    sent = pl.col("event_type").str.strip_chars()
+    named = (
+        pl.when(pl.col("wire_format") == SEGMENT)
+        .then(
+            pl.when(pl.col("call_type") == "track")
+            .then(sent)
+            .otherwise(pl.col("call_type").replace_strict(SEGMENT_CALL_TYPES, default=None, return_dtype=pl.String))
+        )
+        .otherwise(sent)
+    )
+    resolved = named.replace(aliases) if aliases else named
+    return pl.when(resolved.str.len_chars() > 0).then(resolved).alias("event_type")
+
+
+def corrected_occurred_at(client: pl.Expr, sent: pl.Expr, received: pl.Expr) -> pl.Expr:
+    """Why: client clocks are wrong by minutes to years. When the client says when it sent
+    the event, the delay it measured on its own clock is right even if the clock is not:
+    occurred_at = received_at - (sent_at - client occurredAt)."""
+    return (
+        pl.when(client.is_null())
+        .then(received)
+        .when(sent.is_not_null())
+        .then(received - (sent - client))
+        .otherwise(client)
+    )
+
+
+def canonical(raw: pl.LazyFrame, aliases: dict[str, str]) -> pl.LazyFrame:
+    """Raw text columns (RAW_SCHEMA) → the canonical frame (CANONICAL_SCHEMA)."""
+    received = pl.from_epoch(pl.col("received_at"), time_unit="us").dt.replace_time_zone("UTC")
+    client_occurred = parse_timestamp(pl.col("occurred_at"))
+    sent = parse_timestamp(pl.col("sent_at"))
+    unparsed = (
+        pl.when(pl.col("occurred_at").is_not_null() & client_occurred.is_null())
+        .then(pl.format("occurredAt {}", pl.col("occurred_at")))
+        .when(pl.col("sent_at").is_not_null() & sent.is_null())
+        .then(pl.format("sentAt {}", pl.col("sent_at")))
+    )
+    return raw.select(
+        pl.col("landing_id"),
+        pl.col("tenant_id"),
+        pl.col("wire_format"),
+        pl.col("event_id"),
+        event_type(aliases),
+        pl.col("source").fill_null("web"),
+        pl.col("user_id"),
+        pl.col("anonymous_id"),
+        pl.col("session_id"),
+        pl.col("entity_type"),
+        pl.col("entity_id"),
+        pl.col("idempotency_key"),
+        pl.col("correlation_id"),
+        corrected_occurred_at(client_occurred, sent, received).alias("occurred_at"),
+        client_occurred.alias("client_occurred_at"),
+        sent.alias("sent_at"),
+        received.alias("received_at"),
+        pl.col("page_url"),
+        pl.coalesce(pl.col("page_path"), pl.col("page_url").str.extract(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*([^?#]*)")),
+        pl.col("page_referrer"),
+        pl.col("page_title"),
+        pl.coalesce(pl.col("context_user_agent"), pl.col("header_user_agent")).alias("user_agent"),
+        pl.col("locale"),
+        pl.col("timezone"),
+        pl.col("utm_source"),
+        pl.col("utm_medium"),
+        pl.col("utm_campaign"),
+        pl.col("utm_term"),
+        pl.col("utm_content"),
+        pl.col("props").fill_null("{}"),
+        unparsed.alias("unparsed_timestamp"),
+    ).cast(CANONICAL_SCHEMA)
