@@ -10,17 +10,27 @@ import psycopg
 import pytest
 
 from tributary import db, migrations, tenants
-from tributary.settings import Settings
+from tributary.settings import Settings, get_settings
 
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings pointing at a private embedded server (or DATABASE_URL when the caller set one)."""
     home = tmp_path_factory.mktemp("tributary-home")
-    env = {**os.environ, "TRIBUTARY_HOME": str(home), "TRIBUTARY_ADMIN_TOKEN": "test-admin-token"}
+    # Set in the environment itself: the API and CLI subprocesses of the e2e tests, and
+    # the in-process Dagster run (which reads get_settings()), must all see this home.
+    os.environ.update(
+        {
+            "TRIBUTARY_HOME": str(home),
+            "TRIBUTARY_ADMIN_TOKEN": "test-admin-token",
+            "DO_NOT_TRACK": "1",
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        }
+    )
     # A port of its own, so a developer's running `make up` is never touched.
-    env.setdefault("TRIBUTARY_DB_PORT", str(20000 + os.getpid() % 20000))
-    test_settings = Settings.from_env(env)
+    os.environ.setdefault("TRIBUTARY_DB_PORT", str(20000 + os.getpid() % 20000))
+    get_settings.cache_clear()
+    test_settings = get_settings()
     started = False
     if test_settings.embedded:
         started = db.embedded_server(test_settings).start()
