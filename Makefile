@@ -41,7 +41,8 @@ test-unit: install ## Run the unit tests only (no database)
 	$(BIN)/pytest tests/unit
 
 bench: install ## Run the benchmarks in bench/ (each prints a JSON line last)
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@shopt -s nullglob; scripts=(bench/*.py); [ $${#scripts[@]} -gt 0 ] || echo "no benchmarks in bench/ yet"; \
+	for script in "$${scripts[@]}"; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 lint: install ## Check style with ruff
 	$(BIN)/ruff check tributary ingest_api orchestration tests bench

@@ -56,3 +56,14 @@ def conn(database_url: str) -> Iterator[psycopg.Connection]:
 def tenant(conn: psycopg.Connection) -> tuple[tenants.Tenant, str]:
     """A fresh tenant and its write key; tests assert per tenant, so they never see each other's rows."""
     return tenants.create(conn, f"test-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="module")
+def conn_module(database_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture(scope="module")
+def tenant_module(conn_module: psycopg.Connection) -> tuple[tenants.Tenant, str]:
+    return tenants.create(conn_module, f"test-{uuid.uuid4().hex[:12]}")
