@@ -14,7 +14,7 @@
     {{ return(['job_created', 'job_started', 'job_completed', 'job_failed']) }}
 {%- endmacro %}
 
-{#- ('a', 'b') for `in` -#}
+{#- The values are our own constants, never input, so plain quoting is enough. -#}
 {% macro sql_list(values) -%}
     ({%- for value in values -%}'{{ value }}'{%- if not loop.last %}, {% endif -%}{%- endfor -%})
 {%- endmacro %}

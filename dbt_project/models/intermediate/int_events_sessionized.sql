@@ -24,8 +24,10 @@ identities as (
 
 ),
 
--- A client session id wins; without one, the visitor's own activity is the session.
--- Events with neither have nothing to group on and get no session.
+-- A client session id wins; without one, the device's activity is the session:
+-- the anonymous id first, because it stays the same across a login (a visit that
+-- logs in half way is one session), else the user id (server-side events).
+-- Events with none of these have nothing to group on and get no session.
 partitioned as (
 
     select
@@ -35,7 +37,7 @@ partitioned as (
             when events.session_id is not null then 'client'
             when events.visitor_id is not null then 'inferred'
         end as session_source,
-        coalesce(events.session_id, events.visitor_id) as session_partition_id
+        coalesce(events.session_id, events.anonymous_id, events.user_id) as session_partition_id
 
     from events
     left join identities

@@ -89,7 +89,8 @@ final as (
         daily_events.active_users,
         coalesce(daily_sessions.sessions, 0) as sessions,
         daily_events.page_views,
-        daily_sessions.bounced_sessions::numeric / nullif(daily_sessions.sessions, 0) as bounce_rate,
+        cast(daily_sessions.bounced_sessions as double precision)
+            / nullif(daily_sessions.sessions, 0) as bounce_rate,
         daily_sessions.mean_session_seconds,
         coalesce(jobs_created.jobs_created, 0) as jobs_created,
         coalesce(jobs_finished.jobs_completed, 0) as jobs_completed,

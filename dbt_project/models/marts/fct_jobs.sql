@@ -74,9 +74,9 @@ final as (
         started_at,
         completed_at,
         failed_at,
-        extract(epoch from (started_at - created_at)) as queue_seconds,
-        extract(epoch from (finished_at - started_at)) as run_seconds,
-        extract(epoch from (finished_at - created_at)) as total_seconds,
+        {{ seconds_between('created_at', 'started_at') }} as queue_seconds,
+        {{ seconds_between('started_at', 'finished_at') }} as run_seconds,
+        {{ seconds_between('created_at', 'finished_at') }} as total_seconds,
         error_message
 
     from statuses

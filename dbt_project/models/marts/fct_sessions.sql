@@ -66,7 +66,7 @@ final as (
         sessions.anonymous_id,
         sessions.started_at,
         sessions.ended_at,
-        extract(epoch from (sessions.ended_at - sessions.started_at)) as duration_seconds,
+        {{ seconds_between('sessions.started_at', 'sessions.ended_at') }} as duration_seconds,
         sessions.events,
         sessions.page_views,
         sessions.landing_page,
