@@ -46,6 +46,7 @@ bench: install ## Run the benchmarks in bench/ (each prints a JSON line last)
 
 lint: install ## Check style with ruff
 	$(BIN)/ruff check tributary ingest_api orchestration tests bench
+	$(BIN)/ruff format --check tributary ingest_api orchestration tests bench
 
 clean: ## Remove the virtualenv, the dbt build output and local data (.tributary)
 	-$(BIN)/tributary db stop 2>/dev/null

@@ -26,11 +26,37 @@ from tributary.tracking_plan import TrackingPlan
 
 # Columns written to warehouse.events from the batch frame, in this order.
 EVENT_COLUMNS = (
-    "tenant_id", "event_id", "landing_id", "event_type", "category", "source", "wire_format",
-    "user_id", "anonymous_id", "session_id", "entity_type", "entity_id", "idempotency_key", "correlation_id",
-    "occurred_at", "client_occurred_at", "sent_at", "received_at",
-    "page_url", "page_path", "page_referrer", "page_title", "user_agent", "locale", "timezone",
-    "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "props",
+    "tenant_id",
+    "event_id",
+    "landing_id",
+    "event_type",
+    "category",
+    "source",
+    "wire_format",
+    "user_id",
+    "anonymous_id",
+    "session_id",
+    "entity_type",
+    "entity_id",
+    "idempotency_key",
+    "correlation_id",
+    "occurred_at",
+    "client_occurred_at",
+    "sent_at",
+    "received_at",
+    "page_url",
+    "page_path",
+    "page_referrer",
+    "page_title",
+    "user_agent",
+    "locale",
+    "timezone",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "props",
 )
 
 
@@ -95,10 +121,18 @@ def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids
     )
     judged = pl.concat(
         [
-            outcome.rejects.select("landing_id", pl.lit("reject").alias("kind"),
-                                   pl.col("reason_code").alias("code"), pl.col("reason_detail").alias("detail")),
-            outcome.duplicates.select("landing_id", pl.lit("duplicate").alias("kind"),
-                                      pl.col("rule").alias("code"), pl.col("duplicate_of_event_id").alias("detail")),
+            outcome.rejects.select(
+                "landing_id",
+                pl.lit("reject").alias("kind"),
+                pl.col("reason_code").alias("code"),
+                pl.col("reason_detail").alias("detail"),
+            ),
+            outcome.duplicates.select(
+                "landing_id",
+                pl.lit("duplicate").alias("kind"),
+                pl.col("rule").alias("code"),
+                pl.col("duplicate_of_event_id").alias("detail"),
+            ),
         ]
     )
     _copy_frame(conn, "batch_judged", judged)
@@ -107,8 +141,8 @@ def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids
     # that committed first) makes this copy a duplicate: the primary key decides.
     inserted = conn.execute(
         f"""
-        insert into warehouse.events ({', '.join(EVENT_COLUMNS)}, batch_id, processed_at)
-        select {', '.join(EVENT_COLUMNS)}, %(batch)s, now() from batch_events
+        insert into warehouse.events ({", ".join(EVENT_COLUMNS)}, batch_id, processed_at)
+        select {", ".join(EVENT_COLUMNS)}, %(batch)s, now() from batch_events
         on conflict (tenant_id, event_id) do nothing
         """,
         {"batch": batch_id},
@@ -169,8 +203,17 @@ def run_batch(
                                      first_landing_id, last_landing_id)
             values (%s, %s, %s, now(), %s, %s, %s, %s, %s, %s)
             """,
-            (batch_id, run_id, started, raw.height, inserted, outcome.rejects.height, duplicates,
-             raw["landing_id"].min(), raw["landing_id"].max()),
+            (
+                batch_id,
+                run_id,
+                started,
+                raw.height,
+                inserted,
+                outcome.rejects.height,
+                duplicates,
+                raw["landing_id"].min(),
+                raw["landing_id"].max(),
+            ),
         )
     by_rule = _counts(outcome.duplicates, "rule")
     if earlier:

@@ -21,7 +21,9 @@ where coalesce(l.n, 0) <> coalesce(o.n, 0)
 """
 
 
-@dg.asset_check(asset=EVENTS, blocking=True, description="For every tenant: processed landed rows = events + rejects + duplicates.")
+@dg.asset_check(
+    asset=EVENTS, blocking=True, description="For every tenant: processed landed rows = events + rejects + duplicates."
+)
 def landing_is_conserved(database: TributaryDatabase) -> dg.AssetCheckResult:
     with database.connect() as conn:
         broken = conn.execute(CONSERVATION_SQL).fetchall()

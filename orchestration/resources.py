@@ -2,6 +2,7 @@
 
 import functools
 import os
+import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,11 +73,14 @@ class TributaryDbt(DbtCliResource):
         return super().cli(args, **kwargs)
 
 
+def dbt_executable() -> str:
+    """The dbt installed with Tributary, so `.venv/bin/tributary` works without an activated
+    venv (and in Dagster's code server, which may not run from the venv's bin)."""
+    for folder in (Path(sys.executable).parent, Path(sys.prefix) / "bin"):
+        if (folder / "dbt").exists():
+            return str(folder / "dbt")
+    return shutil.which("dbt") or "dbt"
+
+
 def dbt_resource() -> TributaryDbt:
-    # The dbt installed beside this Python, so `.venv/bin/tributary` works without an activated venv.
-    beside = Path(sys.executable).parent / "dbt"
-    return TributaryDbt(
-        project_dir=dbt_project(),
-        profiles_dir=str(DBT_PROJECT_DIR),
-        dbt_executable=str(beside) if beside.exists() else "dbt",
-    )
+    return TributaryDbt(project_dir=dbt_project(), profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=dbt_executable())

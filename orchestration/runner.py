@@ -20,7 +20,9 @@ class RunSummary:
     failed_checks: list[str]
 
 
-def run_pipeline(settings: Settings, batch_size: int | None = None, dbt: bool = True, quiet: bool = False) -> RunSummary:
+def run_pipeline(
+    settings: Settings, batch_size: int | None = None, dbt: bool = True, quiet: bool = False
+) -> RunSummary:
     from orchestration.definitions import defs
     from tributary.services import prepare_dagster_home
 
@@ -39,12 +41,9 @@ def run_pipeline(settings: Settings, batch_size: int | None = None, dbt: bool = 
         failed_checks = [
             event.event_specific_data.asset_check_key.to_user_string()
             for event in result.all_events
-            if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
-            and not event.event_specific_data.passed
+            if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION and not event.event_specific_data.passed
         ]
-    figures = next(
-        (m.metadata for m in materialized if m.asset_key == dg.AssetKey(["warehouse", "events"])), {}
-    )
+    figures = next((m.metadata for m in materialized if m.asset_key == dg.AssetKey(["warehouse", "events"])), {})
 
     def figure(name: str) -> int:
         value = figures.get(name)

@@ -22,9 +22,7 @@ def backlog_sensor(job, interval_seconds: int) -> dg.SensorDefinition:
     def landing_backlog_sensor(context: dg.SensorEvaluationContext, database: TributaryDatabase):
         # Overlapping runs would be safe for processing (SKIP LOCKED) but would race
         # each other's dbt builds; the next tick picks up whatever arrived meanwhile.
-        in_flight = context.instance.get_run_records(
-            dg.RunsFilter(job_name=job.name, statuses=_IN_FLIGHT), limit=1
-        )
+        in_flight = context.instance.get_run_records(dg.RunsFilter(job_name=job.name, statuses=_IN_FLIGHT), limit=1)
         if in_flight:
             return dg.SkipReason(f"run {in_flight[0].dagster_run.run_id} is still processing")
         with database.connect() as conn:

@@ -184,8 +184,12 @@ def pipeline_group() -> None:
 
 
 @pipeline_group.command("run")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Landed rows per batch (one transaction each). Default TRIBUTARY_BATCH_SIZE.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Landed rows per batch (one transaction each). Default TRIBUTARY_BATCH_SIZE.",
+)
 @click.option("--no-dbt", is_flag=True, help="Process into the warehouse only; do not build the marts.")
 @click.option("--quiet", is_flag=True, help="Only the summary, not Dagster's log.")
 def pipeline_run(batch_size: int | None, no_dbt: bool, quiet: bool) -> None:
@@ -249,7 +253,9 @@ def demo(visitors: int, seed: int) -> None:
         counts = summary.counts(conn, tenant.id)
     click.echo(f"\nDemo tenant {tenant.name}:")
     click.echo(summary.render(counts))
-    click.echo(f"\nQuery the marts: psql \"{db.database_url(settings, start=False)}\" -c 'select * from marts.agg_tenant_daily'")
+    click.echo(
+        f"\nQuery the marts: psql \"{db.database_url(settings, start=False)}\" -c 'select * from marts.agg_tenant_daily'"
+    )
     if not counts.conserved:
         raise click.ClickException("conservation failed: landed ≠ events + rejects + duplicates")
 
@@ -262,7 +268,7 @@ def _post_traffic(url: str, key: str, traffic) -> tuple[int, int]:
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
         for start in range(0, len(traffic.events), 100):
-            response = client.post("/v1/events/batch", json={"events": traffic.events[start:start + 100]})
+            response = client.post("/v1/events/batch", json={"events": traffic.events[start : start + 100]})
             response.raise_for_status()
             accepted += response.json()["successful"]
             refused += response.json()["failed"]
@@ -307,9 +313,9 @@ def up() -> None:
             f"Send an event:\n"
             f"  curl -X POST {api_url}/v1/events -H 'Authorization: Bearer {key}' "
             f"-H 'Content-Type: application/json' "
-            f"-d '{{\"eventType\": \"page_viewed\", \"anonymousId\": \"visitor-1\", "
-            f"\"context\": {{\"page\": {{\"url\": \"https://example.com/\"}}}}}}'\n"
-            f"Then, within a minute: psql \"{db.database_url(settings, start=False)}\" "
+            f'-d \'{{"eventType": "page_viewed", "anonymousId": "visitor-1", '
+            f'"context": {{"page": {{"url": "https://example.com/"}}}}}}\'\n'
+            f'Then, within a minute: psql "{db.database_url(settings, start=False)}" '
             f"-c 'select * from marts.fct_sessions order by started_at desc limit 5'\n\n"
             f"Ctrl-C stops everything."
         )

@@ -23,7 +23,17 @@ WIRE_FORMATS = (NATIVE, SEGMENT)
 
 SOURCES = ("web", "api", "mobile", "system", "webhook")
 ENTITY_TYPES = (
-    "project", "asset", "license", "creator", "brand", "user", "royalty", "payout", "post", "category", "job",
+    "project",
+    "asset",
+    "license",
+    "creator",
+    "brand",
+    "user",
+    "royalty",
+    "payout",
+    "post",
+    "category",
+    "job",
 )
 
 # Segment call type → canonical event type (a `track` call carries its own name in `event`).
@@ -73,8 +83,11 @@ RAW_FIELDS: tuple[RawField, ...] = (
     RawField("correlation_id", _paths("correlationId"), ()),
     RawField("page_url", _paths("context.page.url"), _paths("context.page.url", "properties.url")),
     RawField("page_path", (), _paths("context.page.path", "properties.path")),
-    RawField("page_referrer", _paths("context.page.referrer", "attribution.referrer"),
-             _paths("context.page.referrer", "properties.referrer")),
+    RawField(
+        "page_referrer",
+        _paths("context.page.referrer", "attribution.referrer"),
+        _paths("context.page.referrer", "properties.referrer"),
+    ),
     RawField("page_title", _paths("context.page.title"), _paths("context.page.title", "properties.title")),
     RawField("context_user_agent", _paths("context.userAgent"), _paths("context.userAgent")),
     RawField("locale", _paths("context.locale"), _paths("context.locale")),
@@ -182,6 +195,25 @@ def parse_timestamp(text: pl.Expr) -> pl.Expr:
     )
 
 
+_UUID = r"^(?i)[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$"
+
+
+def canonical_uuid(text: pl.Expr) -> pl.Expr:
+    """A UUID in any accepted spelling (upper case, no dashes) → lower case with dashes, as
+    the API echoes it; other ids (Segment messageIds) are left exactly as sent. Why: the
+    de-duplication key must be the id the client was told, whatever its spelling."""
+    hexits = text.str.replace_all("-", "", literal=True).str.to_lowercase()
+    dashed = pl.concat_str(
+        hexits.str.slice(0, 8),
+        hexits.str.slice(8, 4),
+        hexits.str.slice(12, 4),
+        hexits.str.slice(16, 4),
+        hexits.str.slice(20, 12),
+        separator="-",
+    )
+    return pl.when(text.str.contains(_UUID)).then(dashed).otherwise(text)
+
+
 def event_type(aliases: dict[str, str]) -> pl.Expr:
     """The canonical event type: Segment call types mapped, aliases resolved, blanks null."""
     sent = pl.col("event_type").str.strip_chars()
@@ -226,15 +258,15 @@ def canonical(raw: pl.LazyFrame, aliases: dict[str, str]) -> pl.LazyFrame:
         pl.col("landing_id"),
         pl.col("tenant_id"),
         pl.col("wire_format"),
-        pl.col("event_id"),
+        canonical_uuid(pl.col("event_id")).alias("event_id"),
         event_type(aliases),
         pl.col("source").fill_null("web"),
         pl.col("user_id"),
         pl.col("anonymous_id"),
-        pl.col("session_id"),
+        canonical_uuid(pl.col("session_id")).alias("session_id"),
         pl.col("entity_type"),
         pl.col("entity_id"),
-        pl.col("idempotency_key"),
+        canonical_uuid(pl.col("idempotency_key")).alias("idempotency_key"),
         pl.col("correlation_id"),
         corrected_occurred_at(client_occurred, sent, received).alias("occurred_at"),
         client_occurred.alias("client_occurred_at"),

@@ -114,7 +114,19 @@ class EmbeddedServer:
             self._own(socket_dir)
             options = f"-k {socket_dir} -p {self.port}"
             proc = self._run(
-                [_bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60", "-o", options, "start"],
+                [
+                    _bin("pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    options,
+                    "start",
+                ],
             )
             if proc.returncode != 0:
                 tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
@@ -137,8 +149,18 @@ class EmbeddedServer:
         self.data_dir.chmod(0o700)
         self._own(self.data_dir)
         proc = self._run(
-            [_bin("initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "-E", "UTF8", "--locale=C",
-             "--auth-local=trust", "--auth-host=scram-sha-256"],
+            [
+                _bin("initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ],
         )
         if proc.returncode != 0:
             raise DatabaseError(f"initdb failed: {proc.stderr.strip()}")
@@ -183,7 +205,8 @@ def _server_account() -> pwd.struct_passwd:
     except KeyError:
         subprocess.run(
             ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVER_USER],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         return pwd.getpwnam(SERVER_USER)
 

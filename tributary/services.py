@@ -52,7 +52,7 @@ def prepare_dagster_home(settings: Settings) -> Path:
         "# Written by tributary at start-up; edits are overwritten.\n"
         "storage:\n"
         "  postgres:\n"
-        f"    postgres_url: \"{dagster_storage_url(settings)}\"\n"
+        f'    postgres_url: "{dagster_storage_url(settings)}"\n'
         "telemetry:\n"
         "  enabled: false\n"
     )
@@ -67,6 +67,8 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
         "DO_NOT_TRACK": "1",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "PYTHONUNBUFFERED": "1",
+        # The venv's tools (dbt, dagster) first, whether or not the venv is activated.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
     env.update(extra)
     return env
@@ -94,8 +96,12 @@ class Service:
 def _spawn(argv: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen:
     output = open(log, "ab") if log else None  # noqa: SIM115 (the child owns it)
     return subprocess.Popen(
-        argv, cwd=PROJECT_DIR, env=env, start_new_session=True,
-        stdout=output, stderr=subprocess.STDOUT if output else None,
+        argv,
+        cwd=PROJECT_DIR,
+        env=env,
+        start_new_session=True,
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
     )
 
 
@@ -116,7 +122,8 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float) -> None:
 def start_api(settings: Settings, host: str, port: int, log: Path | None = None) -> Service:
     process = _spawn(
         [sys.executable, "-m", "tributary.cli", "api", "--host", host, "--port", str(port)],
-        child_env(settings), log,
+        child_env(settings),
+        log,
     )
     service = Service("api", process, f"http://{host}:{port}")
     try:
@@ -132,12 +139,37 @@ def start_dagster(settings: Settings, host: str, port: int, log: Path | None = N
     dagster = Path(sys.executable).parent / "dagster"
     process = _spawn(
         [str(dagster), "dev", "-w", str(PROJECT_DIR / "workspace.yaml"), "-h", host, "-p", str(port)],
-        child_env(settings), log,
+        child_env(settings),
+        log,
     )
     service = Service("dagster", process, f"http://{host}:{port}")
     try:
         wait_for_http(f"{service.url}/server_info", process, timeout=120)
+        _wait_for_code_location(service, timeout=120)
     except BaseException:
         service.stop()
         raise
     return service
+
+
+_LOCATIONS_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries {
+  name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+
+
+def _wait_for_code_location(service: Service, timeout: float) -> None:
+    """The UI answers before it has loaded Tributary's definitions; wait for them, and fail
+    loudly (rather than show an empty UI) when they do not load."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = httpx.post(f"{service.url}/graphql", json={"query": _LOCATIONS_QUERY}, timeout=10).json()
+        entries = answer["data"]["workspaceOrError"].get("locationEntries", [])
+        loaded = [e for e in entries if e["loadStatus"] == "LOADED"]
+        if loaded and all(e["locationOrLoadError"] for e in loaded):
+            errors = [
+                e["locationOrLoadError"] for e in loaded if e["locationOrLoadError"]["__typename"] == "PythonError"
+            ]
+            if errors:
+                raise RuntimeError(f"Dagster could not load Tributary's definitions: {errors[0]['message']}")
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"Dagster did not load Tributary's definitions within {timeout:.0f} s")

@@ -29,9 +29,9 @@ def _count(conn: psycopg.Connection, table: str, tenant_id: uuid.UUID | None, wh
     if exists is None:
         return None
     tenant_filter = "tenant_id = %(t)s" if tenant_id else "true"
-    return conn.execute(
-        f"select count(*) from {table} where {tenant_filter} and {where}", {"t": tenant_id}
-    ).fetchone()[0]
+    return conn.execute(f"select count(*) from {table} where {tenant_filter} and {where}", {"t": tenant_id}).fetchone()[
+        0
+    ]
 
 
 def counts(conn: psycopg.Connection, tenant_id: uuid.UUID | None = None) -> Counts:

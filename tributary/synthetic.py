@@ -99,13 +99,29 @@ def _visitor(rng: random.Random, now: datetime) -> Iterator[dict]:
             yield event
             moment += timedelta(seconds=rng.randint(5, 240))
             if rng.random() < 0.4:
-                yield _event(rng, rng.choice(["cta_clicked", "button_clicked", "search_performed"]), moment,
-                             anonymous_id, user_id, session_id, user_agent, props={"page": page})
+                yield _event(
+                    rng,
+                    rng.choice(["cta_clicked", "button_clicked", "search_performed"]),
+                    moment,
+                    anonymous_id,
+                    user_id,
+                    session_id,
+                    user_agent,
+                    props={"page": page},
+                )
                 moment += timedelta(seconds=rng.randint(1, 30))
             if user_id is None and page == "/app" and rng.random() < 0.6:
                 user_id = f"user-{rng.getrandbits(32):08x}"
-                yield _event(rng, "user_logged_in", moment, anonymous_id, user_id, session_id, user_agent,
-                             props={"method": "password"})
+                yield _event(
+                    rng,
+                    "user_logged_in",
+                    moment,
+                    anonymous_id,
+                    user_id,
+                    session_id,
+                    user_agent,
+                    props={"method": "password"},
+                )
             if user_id and page == "/app/jobs" and rng.random() < 0.7:
                 yield from _job(rng, moment, anonymous_id, user_id, session_id, user_agent)
         moment += timedelta(minutes=rng.randint(35, 300))  # a pause longer than the 30-minute timeout
@@ -113,19 +129,54 @@ def _visitor(rng: random.Random, now: datetime) -> Iterator[dict]:
 
 def _job(rng, moment, anonymous_id, user_id, session_id, user_agent) -> Iterator[dict]:
     job_id = f"job_{rng.getrandbits(48):012x}"
-    yield _event(rng, "job_created", moment, anonymous_id, user_id, session_id, user_agent,
-                 props={"job_id": job_id, "file_size": rng.randint(10_000, 90_000_000)}, source="api")
+    yield _event(
+        rng,
+        "job_created",
+        moment,
+        anonymous_id,
+        user_id,
+        session_id,
+        user_agent,
+        props={"job_id": job_id, "file_size": rng.randint(10_000, 90_000_000)},
+        source="api",
+    )
     started = moment + timedelta(seconds=rng.randint(1, 60))
-    yield _event(rng, "job_started", started, anonymous_id, user_id, session_id, user_agent,
-                 props={"job_id": job_id}, source="system")
+    yield _event(
+        rng,
+        "job_started",
+        started,
+        anonymous_id,
+        user_id,
+        session_id,
+        user_agent,
+        props={"job_id": job_id},
+        source="system",
+    )
     finished = started + timedelta(seconds=rng.randint(20, 900))
     if rng.random() < 0.85:
-        yield _event(rng, "job_completed", finished, anonymous_id, user_id, session_id, user_agent,
-                     props={"job_id": job_id, "word_count": rng.randint(100, 20_000)}, source="system")
+        yield _event(
+            rng,
+            "job_completed",
+            finished,
+            anonymous_id,
+            user_id,
+            session_id,
+            user_agent,
+            props={"job_id": job_id, "word_count": rng.randint(100, 20_000)},
+            source="system",
+        )
     else:
-        yield _event(rng, "job_failed", finished, anonymous_id, user_id, session_id, user_agent,
-                     props={"job_id": job_id, "error_message": "audio could not be decoded", "failure_stage": "decode"},
-                     source="system")
+        yield _event(
+            rng,
+            "job_failed",
+            finished,
+            anonymous_id,
+            user_id,
+            session_id,
+            user_agent,
+            props={"job_id": job_id, "error_message": "audio could not be decoded", "failure_stage": "decode"},
+            source="system",
+        )
 
 
 def _event(rng, event_type, moment, anonymous_id, user_id, session_id, user_agent, props=None, source="web") -> dict:

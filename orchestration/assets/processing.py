@@ -50,11 +50,21 @@ def _batch_metadata(results: list[BatchResult]) -> dict[str, dg.MetadataValue]:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(EVENTS, deps=[LANDING], description="One typed row per unique event.", kinds={"polars", "postgres"}),
-        dg.AssetSpec(REJECTS, deps=[LANDING], description="Landed events that broke a rule, with the reason.",
-                     kinds={"polars", "postgres"}),
-        dg.AssetSpec(DUPLICATES, deps=[LANDING], description="Re-sent copies of events, with the rule that matched.",
-                     kinds={"polars", "postgres"}),
+        dg.AssetSpec(
+            EVENTS, deps=[LANDING], description="One typed row per unique event.", kinds={"polars", "postgres"}
+        ),
+        dg.AssetSpec(
+            REJECTS,
+            deps=[LANDING],
+            description="Landed events that broke a rule, with the reason.",
+            kinds={"polars", "postgres"},
+        ),
+        dg.AssetSpec(
+            DUPLICATES,
+            deps=[LANDING],
+            description="Re-sent copies of events, with the rule that matched.",
+            kinds={"polars", "postgres"},
+        ),
     ],
     group_name="warehouse",
     can_subset=False,
@@ -74,7 +84,10 @@ def process_landed_events(context: dg.AssetExecutionContext, config: ProcessingC
             )
     metadata = _batch_metadata(results)
     yield dg.MaterializeResult(asset_key=EVENTS, metadata=metadata)
-    yield dg.MaterializeResult(asset_key=REJECTS, metadata={
-        "rejects": metadata["rejects"], "rejects_by_reason": metadata["rejects_by_reason"]})
-    yield dg.MaterializeResult(asset_key=DUPLICATES, metadata={
-        "duplicates": metadata["duplicates"], "duplicates_by_rule": metadata["duplicates_by_rule"]})
+    yield dg.MaterializeResult(
+        asset_key=REJECTS, metadata={"rejects": metadata["rejects"], "rejects_by_reason": metadata["rejects_by_reason"]}
+    )
+    yield dg.MaterializeResult(
+        asset_key=DUPLICATES,
+        metadata={"duplicates": metadata["duplicates"], "duplicates_by_rule": metadata["duplicates_by_rule"]},
+    )

@@ -50,7 +50,9 @@ def rejection(limits: Limits) -> tuple[pl.Expr, pl.Expr]:
             too_old,
             pl.format(
                 "occurredAt {} is {} days before it was received; the limit is {} days",
-                pl.col("occurred_at"), age.dt.total_days(), pl.lit(limits.max_age_days),
+                pl.col("occurred_at"),
+                age.dt.total_days(),
+                pl.lit(limits.max_age_days),
             ),
         ),
         (
@@ -58,7 +60,9 @@ def rejection(limits: Limits) -> tuple[pl.Expr, pl.Expr]:
             in_future,
             pl.format(
                 "occurredAt {} is {} s after it was received; the clock-skew tolerance is {} s",
-                pl.col("occurred_at"), (-age).dt.total_seconds(), pl.lit(limits.max_clock_skew_seconds),
+                pl.col("occurred_at"),
+                (-age).dt.total_seconds(),
+                pl.lit(limits.max_clock_skew_seconds),
             ),
         ),
     ]

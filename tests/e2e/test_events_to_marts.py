@@ -26,7 +26,11 @@ def page_view(at: datetime, anonymous_id: str, **extra) -> dict:
 def pipeline_run(settings, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "tributary.cli", "pipeline", "run", "--quiet", *args],
-        cwd=PROJECT_DIR, env=child_env(settings), capture_output=True, text=True, timeout=600,
+        cwd=PROJECT_DIR,
+        env=child_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -39,14 +43,23 @@ def visited(api, settings, conn_module, tenant_module):
     a_first = page_view(t0, "visitor-a", path="pricing")
     visitors = {
         # A: three page views five minutes apart, 40 minutes of silence, one more → 2 sessions
-        "a": [a_first,
-              page_view(t0 + timedelta(minutes=5), "visitor-a", path="docs"),
-              page_view(t0 + timedelta(minutes=10), "visitor-a", path="signup"),
-              page_view(t0 + timedelta(minutes=50), "visitor-a", path="app")],
+        "a": [
+            a_first,
+            page_view(t0 + timedelta(minutes=5), "visitor-a", path="docs"),
+            page_view(t0 + timedelta(minutes=10), "visitor-a", path="signup"),
+            page_view(t0 + timedelta(minutes=50), "visitor-a", path="app"),
+        ],
         # B: the client's sessionId keeps a 45-minute pause in one session, with a click → no bounce
-        "b": [page_view(t0, "visitor-b", sessionId=session_b),
-              {"eventType": "button_clicked", "anonymousId": "visitor-b", "sessionId": session_b,
-               "occurredAt": (t0 + timedelta(minutes=45)).isoformat(), "props": {"button": "buy"}}],
+        "b": [
+            page_view(t0, "visitor-b", sessionId=session_b),
+            {
+                "eventType": "button_clicked",
+                "anonymousId": "visitor-b",
+                "sessionId": session_b,
+                "occurredAt": (t0 + timedelta(minutes=45)).isoformat(),
+                "props": {"button": "buy"},
+            },
+        ],
         # C: one page view and gone → a bounce
         "c": [page_view(t0 + timedelta(minutes=1), "visitor-c")],
     }

@@ -48,8 +48,13 @@ def read_until(lines: "queue.Queue[str]", pattern: str, timeout: float, seen: li
 
 def test_an_event_posted_under_make_up_reaches_the_marts_without_a_manual_step(up_env):
     process = subprocess.Popen(
-        [sys.executable, "-m", "tributary.cli", "up"], cwd=PROJECT_DIR, env=up_env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [sys.executable, "-m", "tributary.cli", "up"],
+        cwd=PROJECT_DIR,
+        env=up_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
@@ -60,9 +65,13 @@ def test_an_event_posted_under_make_up_reaches_the_marts_without_a_manual_step(u
         curl = read_until(lines, r"curl -X POST (\S+)", 10, seen).group(1)
         read_until(lines, r"Ctrl-C stops everything", 10, seen)
         response = httpx.post(
-            curl, headers={"Authorization": f"Bearer {key}"},
-            json={"eventType": "page_viewed", "anonymousId": "visitor-up",
-                  "context": {"page": {"url": "https://example.com/up"}}},
+            curl,
+            headers={"Authorization": f"Bearer {key}"},
+            json={
+                "eventType": "page_viewed",
+                "anonymousId": "visitor-up",
+                "context": {"page": {"url": "https://example.com/up"}},
+            },
         )
         assert response.status_code == 202, response.text
 

@@ -63,10 +63,13 @@ def test_concurrent_runs_process_every_row_exactly_once(drained, conn, tenant):
     assert not errors
     counts = summary.counts(conn, tenant[0].id)
     assert (counts.landed, counts.waiting, counts.events, counts.duplicates) == (3000, 0, 3000, 0)
-    assert conn.execute(
-        "select count(*) from warehouse.events e join landing.events_raw r on r.id = e.landing_id"
-        " where e.batch_id <> r.batch_id"
-    ).fetchone()[0] == 0
+    assert (
+        conn.execute(
+            "select count(*) from warehouse.events e join landing.events_raw r on r.id = e.landing_id"
+            " where e.batch_id <> r.batch_id"
+        ).fetchone()[0]
+        == 0
+    )
 
 
 def test_a_batch_rolled_back_half_way_leaves_its_rows_claimable(drained, conn, tenant):
@@ -75,8 +78,10 @@ def test_a_batch_rolled_back_half_way_leaves_its_rows_claimable(drained, conn, t
         with pytest.raises(RuntimeError), doomed.transaction():
             claimed = claim(doomed, 50)
             assert claimed.height == 50
-            doomed.execute("update landing.events_raw set processed_at = now() where id = any(%s)",
-                           (claimed["landing_id"].to_list(),))
+            doomed.execute(
+                "update landing.events_raw set processed_at = now() where id = any(%s)",
+                (claimed["landing_id"].to_list(),),
+            )
             raise RuntimeError("killed half way")
     assert summary.counts(conn, tenant[0].id).waiting == 50
     with psycopg.connect(drained) as survivor:
@@ -125,19 +130,31 @@ def test_rejects_keep_the_payload_and_a_reason(drained, conn, tenant):
         run_batch(worker, PLAN, Limits(), 100)
     rows = conn.execute(
         "select payload, reason_code, reason_detail from warehouse.event_rejects where tenant_id = %s"
-        " order by landing_id", (tenant[0].id,)
+        " order by landing_id",
+        (tenant[0].id,),
     ).fetchall()
     assert rows[0][0] == stale and rows[0][1] == "too_old" and "30 days" in rows[0][2]
     assert rows[1][1] == "invalid_timestamp" and "yesterday" in rows[1][2]
 
 
 def test_segment_payloads_land_as_canonical_events(drained, conn, tenant):
-    land(conn, tenant[0].id, [
-        {"type": "page", "messageId": "m-page", "anonymousId": "a9", "timestamp": "2026-01-01T00:00:00Z",
-         "sentAt": "2026-01-01T00:00:00Z", "properties": {"path": "/pricing"}},
-        {"type": "identify", "messageId": "m-id", "userId": "u9", "anonymousId": "a9", "traits": {"plan": "pro"}},
-        {"type": "track", "messageId": "m-track", "event": "page_view", "userId": 12345},
-    ], wire_format="segment")
+    land(
+        conn,
+        tenant[0].id,
+        [
+            {
+                "type": "page",
+                "messageId": "m-page",
+                "anonymousId": "a9",
+                "timestamp": "2026-01-01T00:00:00Z",
+                "sentAt": "2026-01-01T00:00:00Z",
+                "properties": {"path": "/pricing"},
+            },
+            {"type": "identify", "messageId": "m-id", "userId": "u9", "anonymousId": "a9", "traits": {"plan": "pro"}},
+            {"type": "track", "messageId": "m-track", "event": "page_view", "userId": 12345},
+        ],
+        wire_format="segment",
+    )
     with psycopg.connect(drained) as worker:
         run_batch(worker, PLAN, Limits(), 100)
     rows = dict(

@@ -14,8 +14,13 @@ def test_re_running_migrations_is_a_no_op(conn: psycopg.Connection):
 
 def test_the_tables_design_names_exist(conn: psycopg.Connection):
     for table in (
-        "landing.events_raw", "ops.tenants", "ops.write_keys", "ops.batches",
-        "warehouse.events", "warehouse.event_rejects", "warehouse.event_duplicates",
+        "landing.events_raw",
+        "ops.tenants",
+        "ops.write_keys",
+        "ops.batches",
+        "warehouse.events",
+        "warehouse.event_rejects",
+        "warehouse.event_duplicates",
     ):
         assert conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is not None, table
 

@@ -10,15 +10,28 @@ from tributary import contract, tracking_plan
 
 
 def parse(values: list[str | None]) -> list[datetime | None]:
-    return pl.DataFrame({"t": values}, schema={"t": pl.String}).select(contract.parse_timestamp(pl.col("t")))["t"].to_list()
+    return (
+        pl.DataFrame({"t": values}, schema={"t": pl.String})
+        .select(contract.parse_timestamp(pl.col("t")))["t"]
+        .to_list()
+    )
 
 
 def test_timestamps_parse_in_every_form_clients_send():
     expected = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
-    assert parse([
-        "2026-11-25T17:00:00Z", "2026-11-25T18:00:00+01:00", "2026-11-25T17:00:00.000+0000",
-        "2026-11-25 17:00:00", "2026-11-25T17:00:00", str(int(expected.timestamp() * 1000)),
-    ]) == [expected] * 6
+    assert (
+        parse(
+            [
+                "2026-11-25T17:00:00Z",
+                "2026-11-25T18:00:00+01:00",
+                "2026-11-25T17:00:00.000+0000",
+                "2026-11-25 17:00:00",
+                "2026-11-25T17:00:00",
+                str(int(expected.timestamp() * 1000)),
+            ]
+        )
+        == [expected] * 6
+    )
     assert parse(["2026-11-25T17:00:00.123456Z"])[0] == expected + timedelta(microseconds=123456)
     assert parse(["2026-11-25"])[0] == datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -54,14 +67,27 @@ def test_segment_call_types_become_event_types_and_aliases_resolve():
     result = frame.select(contract.event_type(tracking_plan.load().aliases))["event_type"]
     assert_series_equal(
         result,
-        pl.Series("event_type", ["page_viewed", "screen_viewed", "user_identified", "Order Completed", None,
-                                 "page_viewed", None, "user_logged_in"]),
+        pl.Series(
+            "event_type",
+            [
+                "page_viewed",
+                "screen_viewed",
+                "user_identified",
+                "Order Completed",
+                None,
+                "page_viewed",
+                None,
+                "user_logged_in",
+            ],
+        ),
     )
 
 
 def test_every_raw_field_is_extracted_per_wire_format():
     sql = contract.extraction_sql(next(f for f in contract.RAW_FIELDS if f.name == "event_id"))
-    assert sql == "case r.wire_format when 'segment' then r.payload #>> '{messageId}' else r.payload #>> '{eventId}' end"
+    assert (
+        sql == "case r.wire_format when 'segment' then r.payload #>> '{messageId}' else r.payload #>> '{eventId}' end"
+    )
     props = contract.extraction_sql(next(f for f in contract.RAW_FIELDS if f.name == "props"))
     assert "jsonb_typeof" in props and "'{traits}'" in props
 
@@ -89,3 +115,20 @@ def test_the_tracking_plan_holds_the_catalogue():
 def test_a_broken_plan_fails_loudly_naming_the_entry(text: str, message: str):
     with pytest.raises(tracking_plan.PlanError, match=message):
         tracking_plan.parse(text)
+
+
+def test_uuids_are_stored_in_one_spelling_and_other_ids_as_sent():
+    frame = pl.DataFrame(
+        {
+            "id": [
+                "0F8FAD5B-D9CB-469F-A165-70867728950E",
+                "0f8fad5bd9cb469fa16570867728950e",
+                "0f8fad5b-d9cb-469f-a165-70867728950e",
+                "ajs-next-ABC123",
+                None,
+            ]
+        }
+    )
+    assert frame.select(contract.canonical_uuid(pl.col("id")))["id"].to_list() == [
+        "0f8fad5b-d9cb-469f-a165-70867728950e"
+    ] * 3 + ["ajs-next-ABC123", None]
