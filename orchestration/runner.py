@@ -1,5 +1,6 @@
 """Run a Dagster job in this process: `tributary pipeline run` takes the same code path as the UI."""
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -29,9 +30,14 @@ def run_pipeline(
     os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(settings))
     job = defs.resolve_job_def("process_and_build" if dbt else "process_landed")
     run_config: dict = {"ops": {"process_landed_events": {"config": {"batch_size": batch_size}}}}
+    quieted = contextlib.nullcontext()
+    run_config["loggers"] = {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}}
     if quiet:
-        run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
-    with dg.DagsterInstance.get() as instance:
+        # dagster-dbt echoes dbt's log to stdout; keep it, but in a file.
+        log = settings.home / "logs" / "pipeline.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        quieted = contextlib.redirect_stdout(log.open("a"))
+    with dg.DagsterInstance.get() as instance, quieted:
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
         materialized = [
             event.event_specific_data.materialization

@@ -197,6 +197,8 @@ def pipeline_run(batch_size: int | None, no_dbt: bool, quiet: bool) -> None:
     settings = _settings()
     _ready_database(settings)
     summary_ = _run_pipeline(settings, batch_size, not no_dbt, quiet)
+    with db.connect(settings, autocommit=True) as conn:
+        click.echo(summary.render(summary.counts(conn)))
     if not summary_.success:
         raise click.ClickException(f"the run failed; see its log in the Dagster UI (run {summary_.run_id})")
 
@@ -215,8 +217,8 @@ def _run_pipeline(settings: Settings, batch_size: int | None, dbt: bool, quiet: 
     )
     for check in result.failed_checks:
         click.echo(f"  check failed: {check}")
-    with db.connect(settings, autocommit=True) as conn:
-        click.echo(summary.render(summary.counts(conn)))
+    if quiet:
+        click.echo(f"  (Dagster's and dbt's log: {settings.home / 'logs' / 'pipeline.log'})")
     return result
 
 
