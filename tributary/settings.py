@@ -22,6 +22,16 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise SystemExit(f"{name}={raw!r} is not a whole number; unset it or give e.g. {name}={default}") from None
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a number; unset it or give e.g. {name}={default}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
@@ -35,6 +45,18 @@ class Settings:
     max_event_bytes: int = 32 * 1024
     max_batch_bytes: int = 1024 * 1024
     max_batch_events: int = 500
+    segment_max_event_bytes: int = 32 * 1024
+    segment_max_batch_bytes: int = 4 * 1024 * 1024
+    segment_max_batch_events: int = 2_500
+    max_compressed_bytes: int = 1024 * 1024
+    """Largest gzip body accepted on the wire (the limits above apply after inflating)."""
+    rate_limit_per_s: float = 10_000.0
+    """Events per second each tenant may send to one API process (token bucket refill)."""
+    rate_limit_burst: int = 50_000
+    """Bucket size: how many events a tenant may send at once after a quiet spell."""
+    api_workers: int = 1
+    dagster_url: str = "http://127.0.0.1:3000"
+    """Where the API asks Dagster to start a run (POST /v1/admin/flush)."""
     max_event_age_days: int = 30
     max_clock_skew_seconds: int = 300
     sensor_interval_seconds: int = 5
@@ -69,6 +91,14 @@ class Settings:
             max_event_bytes=_int(env, "TRIBUTARY_MAX_EVENT_BYTES", 32 * 1024),
             max_batch_bytes=_int(env, "TRIBUTARY_MAX_BATCH_BYTES", 1024 * 1024),
             max_batch_events=_int(env, "TRIBUTARY_MAX_BATCH_EVENTS", 500),
+            segment_max_event_bytes=_int(env, "TRIBUTARY_SEGMENT_MAX_EVENT_BYTES", 32 * 1024),
+            segment_max_batch_bytes=_int(env, "TRIBUTARY_SEGMENT_MAX_BATCH_BYTES", 4 * 1024 * 1024),
+            segment_max_batch_events=_int(env, "TRIBUTARY_SEGMENT_MAX_BATCH_EVENTS", 2_500),
+            max_compressed_bytes=_int(env, "TRIBUTARY_MAX_COMPRESSED_BYTES", 1024 * 1024),
+            rate_limit_per_s=_float(env, "TRIBUTARY_RATE_LIMIT_PER_S", 10_000.0),
+            rate_limit_burst=_int(env, "TRIBUTARY_RATE_LIMIT_BURST", 50_000),
+            api_workers=_int(env, "TRIBUTARY_API_WORKERS", 1),
+            dagster_url=env.get("TRIBUTARY_DAGSTER_URL") or f"http://127.0.0.1:{_int(env, 'TRIBUTARY_DAGSTER_PORT', 3000)}",
             max_event_age_days=_int(env, "TRIBUTARY_MAX_EVENT_AGE_DAYS", 30),
             max_clock_skew_seconds=_int(env, "TRIBUTARY_MAX_CLOCK_SKEW_SECONDS", 300),
             sensor_interval_seconds=_int(env, "TRIBUTARY_SENSOR_INTERVAL_SECONDS", 5),
