@@ -11,6 +11,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from ingest_api.auth import WriteKeys
 from ingest_api.database import Database
 from ingest_api.errors import error_response
+from ingest_api.ratelimit import RateLimiter
 from ingest_api.routes.events import track_event, track_event_batch
 from ingest_api.routes.health import liveness, readiness
 from tributary.settings import Settings, get_settings
@@ -53,12 +54,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     database = Database(settings)
     write_keys = WriteKeys(database)
+    rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     return Litestar(
         route_handlers=[track_event, track_event_batch, liveness, readiness],
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "database": Provide(lambda: database, use_cache=True, sync_to_thread=False),
             "write_keys": Provide(lambda: write_keys, use_cache=True, sync_to_thread=False),
+            "rate_limiter": Provide(lambda: rate_limiter, use_cache=True, sync_to_thread=False),
         },
         lifespan=[database.lifespan],
         exception_handlers={Exception: error_response},

@@ -12,6 +12,7 @@ from ingest_api.auth import authenticate
 from ingest_api.body import InvalidEvent, decode_batch, decode_event, read_json_body
 from ingest_api.database import Database
 from ingest_api.landing import Envelope, UnstorableEvent, land, with_event_id
+from ingest_api.ratelimit import RateLimiter
 from ingest_api.schemas import Accepted, BatchAccepted, BatchResult, ErrorBody, EventBatchIn, EventIn
 from tributary.settings import Settings
 
@@ -27,6 +28,7 @@ ERROR_RESPONSES = {
     401: _error("The write key is missing, unknown or revoked."),
     413: _error("The body, or the number of events in a batch, is over the limit."),
     415: _error("The Content-Type is neither application/json nor text/plain."),
+    429: _error("The tenant is over its rate limit; nothing was stored. Retry after Retry-After seconds."),
     503: _error("Nothing was stored: the database is unavailable. Retry after Retry-After seconds."),
 }
 
@@ -49,12 +51,15 @@ def _documents_batch(data: EventBatchIn) -> None: ...
     responses=ERROR_RESPONSES,
     security=WRITE_KEY_SECURITY,
 )
-async def track_event(request: Request, tenant_id: UUID, settings: Settings, database: Database) -> Accepted:
+async def track_event(
+    request: Request, tenant_id: UUID, settings: Settings, database: Database, rate_limiter: RateLimiter
+) -> Accepted:
     """Land one event; 202 means it is committed."""
     body = await read_json_body(
         request, settings.max_event_bytes, "send smaller props, or raise TRIBUTARY_MAX_EVENT_BYTES"
     )
     event = decode_event(body)
+    rate_limiter.take(tenant_id, 1)
     event_id = event.event_id or uuid4()
     payload = body if event.event_id else with_event_id(body, event_id)
     await land(database, Envelope.of(request, tenant_id), [payload])
@@ -70,7 +75,9 @@ async def track_event(request: Request, tenant_id: UUID, settings: Settings, dat
     responses=ERROR_RESPONSES,
     security=WRITE_KEY_SECURITY,
 )
-async def track_event_batch(request: Request, tenant_id: UUID, settings: Settings, database: Database) -> BatchAccepted:
+async def track_event_batch(
+    request: Request, tenant_id: UUID, settings: Settings, database: Database, rate_limiter: RateLimiter
+) -> BatchAccepted:
     """Land the valid events of a batch in one commit; report each event by its index."""
     body = await read_json_body(request, settings.max_batch_bytes, "split the batch into smaller ones")
     results: list[BatchResult] = []
@@ -84,6 +91,7 @@ async def track_event_batch(request: Request, tenant_id: UUID, settings: Setting
         event_id = event.event_id or uuid4()
         results.append(BatchResult(index, "fulfilled", Accepted(event_id)))
         pending.append((index, raw if event.event_id else with_event_id(raw, event_id)))
+    rate_limiter.take(tenant_id, len(pending))
     await _land_storable(database, Envelope.of(request, tenant_id), pending, results)
     failed = sum(result.status == "rejected" for result in results)
     return BatchAccepted(total=len(results), successful=len(results) - failed, failed=failed, results=results)
