@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from litestar import Litestar
-from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from ingest_api.auth import WriteKeys
+from ingest_api.cors import event_routes_cors
 from ingest_api.database import Database
 from ingest_api.errors import error_response
 from ingest_api.ratelimit import RateLimiter
+from ingest_api.routes.admin import flush, stats
 from ingest_api.routes.events import track_event, track_event_batch
 from ingest_api.routes.health import liveness, readiness
+from ingest_api.routes.segment import SEGMENT_ROUTES
 from tributary.settings import Settings, get_settings
 
 OPENAPI = OpenAPIConfig(
@@ -28,6 +30,11 @@ OPENAPI = OpenAPIConfig(
             "basic": SecurityScheme(
                 type="http", scheme="basic", description="The write key as user name, no password."
             ),
+            "adminToken": SecurityScheme(
+                type="http",
+                scheme="bearer",
+                description="Authorization: Bearer <TRIBUTARY_ADMIN_TOKEN> (admin routes).",
+            ),
             "writeKey": SecurityScheme(
                 type="apiKey",
                 name="writeKey",
@@ -38,16 +45,6 @@ OPENAPI = OpenAPIConfig(
     ),
 )
 
-# Browsers post events from any origin. No credentials: write keys travel in headers or
-# the query string, never in cookies, so `*` is safe and needs no origin echo.
-CORS = CORSConfig(
-    allow_origins=["*"],
-    allow_methods=["GET", "POST", "OPTIONS"],
-    allow_headers=["Authorization", "Content-Type"],
-    expose_headers=["Retry-After"],
-    max_age=86400,
-)
-
 
 def create_app(settings: Settings | None = None) -> Litestar:
     """The ingest API. The database pool opens when the app starts, not here."""
@@ -56,7 +53,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     write_keys = WriteKeys(database)
     rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     return Litestar(
-        route_handlers=[track_event, track_event_batch, liveness, readiness],
+        route_handlers=[track_event, track_event_batch, liveness, readiness, stats, flush, *SEGMENT_ROUTES],
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "database": Provide(lambda: database, use_cache=True, sync_to_thread=False),
@@ -65,6 +62,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         lifespan=[database.lifespan],
         exception_handlers={Exception: error_response},
-        cors_config=CORS,
+        middleware=[event_routes_cors()],
         openapi_config=OPENAPI,
     )

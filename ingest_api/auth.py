@@ -3,7 +3,8 @@
 A key is accepted as `Authorization: Bearer KEY`; as HTTP Basic with the key as user name
 and an empty password, base64 of "KEY:" (Segment's and RudderStack's SDKs) or of "KEY"
 alone (some other clients); or as `?writeKey=KEY`, because navigator.sendBeacon cannot set
-headers.
+headers. The Segment-compatible routes also take `writeKey` from the JSON body, as
+analytics.js and some server SDKs send it; those routes strip it before anything is stored.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from ingest_api.errors import AuthError
 from tributary.tenants import hash_key
 
 HOW_TO_SEND = "send it as Authorization: Bearer <key>, as Basic auth with the key as user name, or as ?writeKey=<key>"
+HOW_TO_SEND_SEGMENT = (
+    "send it as Authorization: Bearer <key>, as Basic auth with the key as user name, as ?writeKey=<key>, "
+    'or as "writeKey" in the JSON body'
+)
 
 # tenants.tenant_for_key's query, on the API's async pool.
 _TENANT_FOR_KEY = "select tenant_id from ops.write_keys where key_hash = %s and revoked_at is null"
@@ -90,9 +95,26 @@ class WriteKeys:
 async def authenticate(request: Request, write_keys: WriteKeys) -> UUID:
     """The tenant of the request's write key (a Litestar dependency of the event routes)."""
     key = write_key_from(request.headers.get("authorization"), request.query_params.get("writeKey"))
+    return await _tenant_of(write_keys, key, HOW_TO_SEND)
+
+
+def carries_write_key(request: Request) -> bool:
+    """Whether the headers or the query string carry a key; if not, a Segment body may."""
+    return bool(request.headers.get("authorization") or request.query_params.get("writeKey"))
+
+
+async def authenticate_body_key(body_key: str | None, write_keys: WriteKeys) -> UUID:
+    """The tenant of a `writeKey` sent in a Segment body, for a request whose headers and query
+    string carry none (see `carries_write_key`)."""
+    if not body_key:
+        raise AuthError(f"writeKey is missing: {HOW_TO_SEND_SEGMENT}")
+    return await _tenant_of(write_keys, body_key, HOW_TO_SEND_SEGMENT)
+
+
+async def _tenant_of(write_keys: WriteKeys, key: str, how_to_send: str) -> UUID:
     tenant_id = await write_keys.tenant_for(key)
     if tenant_id is None:
         raise AuthError(
-            f"the write key is unknown or revoked: use a key from `tributary tenant create`, and {HOW_TO_SEND}"
+            f"the write key is unknown or revoked: use a key from `tributary tenant create`, and {how_to_send}"
         )
     return tenant_id

@@ -45,6 +45,10 @@ class AuthError(ClientError):
         return {"WWW-Authenticate": 'Bearer realm="tributary"'}
 
 
+class Forbidden(ClientError):
+    status_code = 403
+
+
 class PayloadTooLarge(ClientError):
     status_code = 413
 

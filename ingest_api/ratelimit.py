@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from uuid import UUID
 
-from ingest_api.errors import ClientError
+from ingest_api.errors import ClientError, PayloadTooLarge
 
 
 class RateLimited(ClientError):
@@ -39,12 +39,18 @@ class RateLimiter:
 
     def take(self, tenant_id: UUID, events: int) -> None:
         """Spend `events` tokens of the tenant's bucket, or raise RateLimited and spend none."""
+        if events > self._burst:
+            # Waiting would never help: the bucket never holds this many tokens.
+            raise PayloadTooLarge(
+                f"this request carries {events:,} events, more than the tenant's burst of {self._burst:,}:"
+                " send smaller batches, or raise TRIBUTARY_RATE_LIMIT_BURST"
+            )
         now = self._clock()
         tokens, as_of = self._buckets.get(tenant_id, (float(self._burst), now))
         tokens = min(float(self._burst), tokens + (now - as_of) * self._rate)
         if events > tokens:
             self._buckets[tenant_id] = (tokens, now)
-            wait = (min(events, self._burst) - tokens) / self._rate
+            wait = (events - tokens) / self._rate
             raise RateLimited(
                 f"this tenant is over its rate of {self._rate:,.0f} events/s (burst {self._burst:,}):"
                 f" retry after {math.ceil(wait)} s, or raise TRIBUTARY_RATE_LIMIT_PER_S",

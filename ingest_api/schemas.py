@@ -124,3 +124,41 @@ class ErrorBody(Struct):
 
 class Health(Struct):
     status: Literal["ok"]
+
+
+class TenantStats(Struct, rename="camel"):
+    tenant_id: UUID
+    name: str
+    landed: int
+    backlog: int
+    oldest_waiting_seconds: float | None
+    """Age of the oldest event not yet processed; null when nothing waits."""
+    last_processed_at: datetime | None
+    events: int
+    rejects: int
+    duplicates: int
+    reject_rate: float | None
+    """Rejects / processed events; null before anything was processed."""
+    duplicate_rate: float | None
+
+
+class LastBatch(Struct, rename="camel"):
+    batch_id: int
+    finished_at: datetime
+    claimed: int
+    events: int
+    rejects: int
+    duplicates: int
+    seconds: float
+
+
+class Stats(Struct, rename="camel"):
+    tenants: list[TenantStats]
+    last_batch: LastBatch | None
+
+
+class FlushStarted(Struct, rename="camel"):
+    run_id: str
+    started: bool
+    """False when a run was already in flight: that run takes the backlog."""
+    detail: str

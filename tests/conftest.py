@@ -25,6 +25,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
             "TRIBUTARY_ADMIN_TOKEN": "test-admin-token",
             "DO_NOT_TRACK": "1",
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            # No flush from a test may reach a developer's running Dagster (port 9: discard).
+            "TRIBUTARY_DAGSTER_URL": "http://127.0.0.1:9",
         }
     )
     # A port of its own, so a developer's running `make up` is never touched.

@@ -9,6 +9,13 @@ Two steps, both defined here and nowhere else:
 2. `canonical()` turns those text columns into the typed canonical frame with
    Polars expressions: Segment call types become event types, timestamps are
    parsed, the client clock is corrected.
+
+Segment messages (Segment's and RudderStack's SDKs, analytics.js) land as sent, with a
+`messageId`, a `sentAt` and `context` keys (copied from the batch: server SDKs send
+sentAt only there) and the route's `type` added when they lack one. Their fields are looked for where either SDK
+family puts them: page details in `context.page` (browsers) or in a page call's
+`properties` and `name` (server SDKs), traits at the top (Segment) or in `context.traits`
+(RudderStack), an alias call's `previousId` as the anonymous id it merges.
 """
 
 from __future__ import annotations
@@ -73,7 +80,9 @@ RAW_FIELDS: tuple[RawField, ...] = (
     RawField("call_type", (), _paths("type")),
     RawField("source", _paths("source"), ()),
     RawField("user_id", _paths("userId"), _paths("userId")),
-    RawField("anonymous_id", _paths("anonymousId"), _paths("anonymousId")),
+    # An alias call's previousId is the identity being merged into userId (usually the
+    # anonymous id the visitor had): kept in anonymous_id, so the alias links the two.
+    RawField("anonymous_id", _paths("anonymousId"), _paths("anonymousId", "previousId")),
     RawField("session_id", _paths("sessionId"), _paths("context.sessionId", "properties.sessionId")),
     RawField("entity_type", _paths("entityType"), ()),
     RawField("entity_id", _paths("entityId"), ()),
@@ -88,7 +97,9 @@ RAW_FIELDS: tuple[RawField, ...] = (
         _paths("context.page.referrer", "attribution.referrer"),
         _paths("context.page.referrer", "properties.referrer"),
     ),
-    RawField("page_title", _paths("context.page.title"), _paths("context.page.title", "properties.title")),
+    # Server SDKs (analytics-python) have no document title: a page or screen call's `name`
+    # is the nearest thing. Only page and screen calls have a top-level `name`.
+    RawField("page_title", _paths("context.page.title"), _paths("context.page.title", "properties.title", "name")),
     RawField("context_user_agent", _paths("context.userAgent"), _paths("context.userAgent")),
     RawField("locale", _paths("context.locale"), _paths("context.locale")),
     RawField("timezone", _paths("context.timezone"), _paths("context.timezone")),
@@ -97,7 +108,8 @@ RAW_FIELDS: tuple[RawField, ...] = (
     RawField("utm_campaign", _paths("attribution.utmCampaign"), _paths("context.campaign.name")),
     RawField("utm_term", _paths("attribution.utmTerm"), _paths("context.campaign.term")),
     RawField("utm_content", _paths("attribution.utmContent"), _paths("context.campaign.content")),
-    RawField("props", _paths("props"), _paths("properties", "traits"), json_object=True),
+    # RudderStack's SDKs send an identify call's traits in context.traits, not at the top.
+    RawField("props", _paths("props"), _paths("properties", "traits", "context.traits"), json_object=True),
 )
 
 # Columns of the landing row itself, beside the payload fields.

@@ -98,7 +98,8 @@ class Settings:
             rate_limit_per_s=_float(env, "TRIBUTARY_RATE_LIMIT_PER_S", 10_000.0),
             rate_limit_burst=_int(env, "TRIBUTARY_RATE_LIMIT_BURST", 50_000),
             api_workers=_int(env, "TRIBUTARY_API_WORKERS", 1),
-            dagster_url=env.get("TRIBUTARY_DAGSTER_URL") or f"http://127.0.0.1:{_int(env, 'TRIBUTARY_DAGSTER_PORT', 3000)}",
+            dagster_url=env.get("TRIBUTARY_DAGSTER_URL")
+            or f"http://127.0.0.1:{_int(env, 'TRIBUTARY_DAGSTER_PORT', 3000)}",
             max_event_age_days=_int(env, "TRIBUTARY_MAX_EVENT_AGE_DAYS", 30),
             max_clock_skew_seconds=_int(env, "TRIBUTARY_MAX_CLOCK_SKEW_SECONDS", 300),
             sensor_interval_seconds=_int(env, "TRIBUTARY_SENSOR_INTERVAL_SECONDS", 5),

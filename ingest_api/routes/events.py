@@ -27,7 +27,7 @@ ERROR_RESPONSES = {
     400: _error("Not an event: not JSON, not UTF-8, not an object, or a field of the wrong type, format or value."),
     401: _error("The write key is missing, unknown or revoked."),
     413: _error("The body, or the number of events in a batch, is over the limit."),
-    415: _error("The Content-Type is neither application/json nor text/plain."),
+    415: _error("The Content-Type is neither application/json nor text/plain, or the Content-Encoding is not gzip."),
     429: _error("The tenant is over its rate limit; nothing was stored. Retry after Retry-After seconds."),
     503: _error("Nothing was stored: the database is unavailable. Retry after Retry-After seconds."),
 }
@@ -56,7 +56,10 @@ async def track_event(
 ) -> Accepted:
     """Land one event; 202 means it is committed."""
     body = await read_json_body(
-        request, settings.max_event_bytes, "send smaller props, or raise TRIBUTARY_MAX_EVENT_BYTES"
+        request,
+        settings.max_event_bytes,
+        "send smaller props, or raise TRIBUTARY_MAX_EVENT_BYTES",
+        settings.max_compressed_bytes,
     )
     event = decode_event(body)
     rate_limiter.take(tenant_id, 1)
@@ -79,7 +82,9 @@ async def track_event_batch(
     request: Request, tenant_id: UUID, settings: Settings, database: Database, rate_limiter: RateLimiter
 ) -> BatchAccepted:
     """Land the valid events of a batch in one commit; report each event by its index."""
-    body = await read_json_body(request, settings.max_batch_bytes, "split the batch into smaller ones")
+    body = await read_json_body(
+        request, settings.max_batch_bytes, "split the batch into smaller ones", settings.max_compressed_bytes
+    )
     results: list[BatchResult] = []
     pending: list[tuple[int, bytes]] = []
     for index, raw in enumerate(decode_batch(body, settings.max_batch_events)):

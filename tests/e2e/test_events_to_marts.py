@@ -1,7 +1,5 @@
 """Events posted over real HTTP go through `tributary pipeline run` into the marts."""
 
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -9,7 +7,6 @@ import httpx
 import pytest
 
 from tributary import summary
-from tributary.services import PROJECT_DIR, child_env
 
 
 def page_view(at: datetime, anonymous_id: str, **extra) -> dict:
@@ -23,19 +20,8 @@ def page_view(at: datetime, anonymous_id: str, **extra) -> dict:
     }
 
 
-def pipeline_run(settings, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tributary.cli", "pipeline", "run", "--quiet", *args],
-        cwd=PROJECT_DIR,
-        env=child_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 @pytest.fixture(scope="module")
-def visited(api, settings, conn_module, tenant_module):
+def visited(api, settings, conn_module, tenant_module, pipeline_run):
     """A tiny hand-built visitor set, posted over HTTP and processed with the CLI."""
     tenant, key = tenant_module
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
@@ -75,7 +61,7 @@ def visited(api, settings, conn_module, tenant_module):
         assert resent.status_code == 202 and resent.json()["eventId"] == a_first["eventId"]
         refused = client.post("/v1/events", json={"eventType": "page_viewed", "sessionId": "not-a-uuid"})
         assert refused.status_code == 400
-    run = pipeline_run(settings)
+    run = pipeline_run()
     assert run.returncode == 0, run.stdout + run.stderr
     return tenant, run
 

@@ -263,7 +263,15 @@ def test_the_openapi_document_lists_the_routes_with_their_bodies(client):
     document = client.get("/schema/openapi.json").json()
 
     operations = {path: sorted(item) for path, item in document["paths"].items()}
-    assert operations == {"/v1/events": ["post"], "/v1/events/batch": ["post"], "/healthz": ["get"], "/readyz": ["get"]}
+    assert operations == {
+        "/v1/events": ["post"],
+        "/v1/events/batch": ["post"],
+        "/healthz": ["get"],
+        "/readyz": ["get"],
+        "/v1/admin/stats": ["get"],
+        "/v1/admin/flush": ["post"],
+        **{f"/v1/{call}": ["post"] for call in ("track", "page", "screen", "identify", "group", "alias", "batch")},
+    }
     track = document["paths"]["/v1/events"]["post"]
     assert track["operationId"] == "trackEvent"
     assert track["description"]

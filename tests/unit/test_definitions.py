@@ -13,7 +13,9 @@ def key(path: str) -> dg.AssetKey:
 
 def test_the_asset_graph_runs_from_landing_to_the_marts():
     graph = defs.resolve_asset_graph()
-    parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
+    parents = {
+        k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()
+    }
     assert parents["warehouse/events"] == {"landing/events_raw"}
     assert parents["warehouse/event_rejects"] == {"landing/events_raw"}
     assert parents["warehouse/event_duplicates"] == {"landing/events_raw"}
