@@ -19,11 +19,15 @@ from datetime import UTC, datetime
 import polars as pl
 import psycopg
 
+from orchestration.processing import dedup
 from orchestration.processing.batch import Outcome, process
+from orchestration.processing.enrich import Enrichment
 from orchestration.processing.validate import Limits
 from tributary import contract
 from tributary.tracking_plan import TrackingPlan
 
+# Rejects and duplicates keep the payload as sent, for replay and tracing, less the
+# client's IP: a whole IP never reaches the warehouse (landing keeps it).
 # Columns written to warehouse.events from the batch frame, in this order.
 EVENT_COLUMNS = (
     "tenant_id",
@@ -57,22 +61,31 @@ EVENT_COLUMNS = (
     "utm_term",
     "utm_content",
     "props",
+    *("browser", "browser_version", "os", "device", "device_type", "is_bot", "ip_prefix", "country", "referrer_medium"),
 )
 
 
-def claim_sql(limit: int) -> str:
+def claim_sql(limit: int, only_ids: list[int] | None = None) -> str:
     fields = ",\n       ".join(f"{contract.extraction_sql(f)} as {f.name}" for f in contract.RAW_FIELDS)
     return f"""
 copy (
 select r.id as landing_id, r.tenant_id, (extract(epoch from r.received_at) * 1000000)::bigint as received_at,
-       r.wire_format, r.user_agent as header_user_agent,
+       r.wire_format, r.user_agent as header_user_agent, host(r.client_ip) as client_ip,
+       (select t.settings->>'tracking_plan' from ops.tenants t where t.id = r.tenant_id) as tracking_plan,
        {fields}
 from landing.events_raw r
-where r.processed_at is null
+where r.processed_at is null{_only(only_ids)}
 order by r.id
 limit {int(limit)}
 for update skip locked
 ) to stdout (format csv, header)"""
+
+
+def _only(ids: list[int] | None) -> str:
+    """Restrict a claim to chosen landing ids (tests run chosen batches in a chosen order)."""
+    if ids is None:
+        return ""
+    return f" and r.id = any('{{{','.join(str(int(i)) for i in ids)}}}'::bigint[])"
 
 
 @dataclass(frozen=True)
@@ -85,16 +98,20 @@ class BatchResult:
     seconds: float
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     duplicates_by_rule: dict[str, int] = field(default_factory=dict)
+    reclassified: int = 0
+    """Events of earlier batches found to re-send an event of this one that landed before
+    them: moved from warehouse.events (or re-pointed within event_duplicates)."""
 
     @property
     def events_per_s(self) -> float:
         return self.claimed / self.seconds if self.seconds > 0 else 0.0
 
 
-def claim(conn: psycopg.Connection, limit: int) -> pl.DataFrame:
-    """Lock up to `limit` unprocessed landing rows (inside the caller's transaction) and read them."""
+def claim(conn: psycopg.Connection, limit: int, only_ids: list[int] | None = None) -> pl.DataFrame:
+    """Lock up to `limit` unprocessed landing rows (inside the caller's transaction) and read them;
+    with `only_ids`, only among those landing ids."""
     buffer = io.BytesIO()
-    with conn.cursor().copy(claim_sql(limit)) as copy:
+    with conn.cursor().copy(claim_sql(limit, only_ids)) as copy:
         for chunk in copy:
             buffer.write(chunk)
     buffer.seek(0)
@@ -108,13 +125,145 @@ def _copy_frame(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> No
         copy.write(data.encode())
 
 
-def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids: pl.Series) -> tuple[int, int]:
-    """Write a processed batch; return (events inserted, duplicates of earlier batches)."""
+@dataclass(frozen=True)
+class Written:
+    events: int
+    duplicates: pl.DataFrame
+    """landing_id, rule, duplicate_of_event_id: this batch's duplicates, judged against every batch."""
+    reclassified: int
+
+
+# Key rows of earlier batches that decide this batch's verdicts, and those of earlier-processed
+# events a batch event landed before (their verdicts change), with all of those events' keys.
+_RELATED_KEYS_SQL = """
+copy (
+with groups as (
+    select distinct tenant_id, kind, digest from batch_keys
+), hits as (
+    select k.tenant_id, k.kind, k.digest, k.landing_id, k.event_id
+    from warehouse.dedup_keys k join groups g using (tenant_id, kind, digest)
+), later as (
+    select distinct h.landing_id from hits h
+    where exists (select 1 from batch_keys b where (b.tenant_id, b.kind, b.digest) = (h.tenant_id, h.kind, h.digest)
+                  and b.landing_id < h.landing_id)
+), their_groups as (
+    select distinct k.tenant_id, k.kind, k.digest from warehouse.dedup_keys k join later using (landing_id)
+), rows as (
+    select * from hits
+    union
+    select k.tenant_id, k.kind, k.digest, k.landing_id, k.event_id
+    from warehouse.dedup_keys k join their_groups g using (tenant_id, kind, digest)
+)
+select r.tenant_id, r.kind, r.digest as key, r.landing_id, r.event_id, (l.landing_id is not null)::int as rejudge
+from rows r left join later l using (landing_id)
+) to stdout (format csv, header)"""
+
+
+def _read(conn: psycopg.Connection, sql: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    buffer = io.BytesIO()
+    with conn.cursor().copy(sql) as copy:
+        for chunk in copy:
+            buffer.write(chunk)
+    buffer.seek(0)
+    return pl.read_csv(buffer, schema=schema, raise_if_empty=False)
+
+
+def _lock_tenants(conn: psycopg.Connection, tenant_ids: list[str]) -> None:
+    """Serialise the de-duplication and write step per tenant, until commit.
+
+    Why: a batch must see the keys of every batch of its tenants that committed before it,
+    and none may commit in between. Locks are taken in key order, so two runs whose
+    batches share tenants cannot deadlock; a hash collision only serialises more."""
+    locks = conn.execute(
+        "select distinct hashtextextended(t, 0x74726962) as k from unnest(%s::text[]) t order by k", (tenant_ids,)
+    ).fetchall()
+    for (key,) in locks:
+        conn.execute("select pg_advisory_xact_lock(%s)", (key,))
+
+
+def _judge_across_batches(conn: psycopg.Connection, outcome: Outcome) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(this batch's duplicates, earlier-processed events' new verdicts), both VERDICT_SCHEMA."""
+    conn.execute(
+        "create temp table batch_keys (tenant_id uuid not null, kind text not null, key text not null,"
+        " landing_id bigint not null, event_id text not null,"
+        " digest uuid generated always as (md5(key)::uuid) stored) on commit drop"
+    )
+    _copy_frame(conn, "batch_keys", outcome.keys.select(list(dedup.KEY_SCHEMA)))
+    related = _read(conn, _RELATED_KEYS_SQL, {**dedup.KEY_SCHEMA, "rejudge": pl.Int8})
+    within = outcome.duplicates.with_columns(pl.lit(None, pl.Int64).alias("duplicate_of_landing_id"))
+    if related.height == 0:
+        return within.cast(dedup.VERDICT_SCHEMA), pl.DataFrame(schema=dedup.VERDICT_SCHEMA)
+    mine = _read(
+        conn,
+        "copy (select tenant_id, kind, digest as key, landing_id, event_id from batch_keys) to stdout (format csv, header)",
+        dedup.KEY_SCHEMA,
+    )
+    verdicts = dedup.judge(pl.concat([mine, related.drop("rejudge")]).lazy()).collect()
+    batch_ids = mine["landing_id"].unique()
+    rejudged = related.filter(pl.col("rejudge") == 1)["landing_id"].unique()
+    return (
+        verdicts.filter(pl.col("landing_id").is_in(batch_ids.implode())),
+        verdicts.filter(pl.col("landing_id").is_in(rejudged.implode())),
+    )
+
+
+def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids: pl.Series) -> Written:
+    """Write a processed batch, judged against every earlier-processed batch of its tenants."""
+    _lock_tenants(conn, outcome.keys["tenant_id"].unique().sort().to_list())
+    duplicates, rejudged = _judge_across_batches(conn, outcome)
+    events = outcome.events.join(duplicates, on="landing_id", how="anti")
+
+    reclassified = 0
+    if rejudged.height:
+        conn.execute(
+            "create temp table batch_rejudged (landing_id bigint primary key, rule text not null,"
+            " duplicate_of_event_id text not null) on commit drop"
+        )
+        _copy_frame(conn, "batch_rejudged", rejudged.select("landing_id", "rule", "duplicate_of_event_id"))
+        # An earlier-landed copy arrived after this event was judged: re-point a duplicate...
+        reclassified += conn.execute(
+            """
+            update warehouse.event_duplicates d set rule = j.rule, duplicate_of_event_id = j.duplicate_of_event_id
+            from batch_rejudged j
+            where d.landing_id = j.landing_id
+              and (d.rule, d.duplicate_of_event_id) is distinct from (j.rule, j.duplicate_of_event_id)
+            """
+        ).rowcount
+        # ...or move a kept event to the duplicates (dbt rebuilds the marts that counted it).
+        reclassified += conn.execute(
+            """
+            with moved as (
+                delete from warehouse.events e using batch_rejudged j where e.landing_id = j.landing_id
+                returning e.landing_id
+            )
+            insert into warehouse.event_duplicates
+                (landing_id, tenant_id, batch_id, received_at, wire_format, payload, rule, duplicate_of_event_id)
+            select r.id, r.tenant_id, %(batch)s, r.received_at, r.wire_format, r.payload #- '{context,ip}', j.rule,
+                   j.duplicate_of_event_id
+            from moved m join batch_rejudged j using (landing_id) join landing.events_raw r on r.id = m.landing_id
+            """,
+            {"batch": batch_id},
+        ).rowcount
+
     conn.execute(
         f"create temp table batch_events on commit drop as"
         f" select {', '.join(EVENT_COLUMNS)} from warehouse.events with no data"
     )
-    _copy_frame(conn, "batch_events", outcome.events.select(EVENT_COLUMNS))
+    _copy_frame(conn, "batch_events", events.select(EVENT_COLUMNS))
+    # No `on conflict`: the keys make (tenant_id, event_id) unique among kept events, and
+    # a violation must fail the batch loudly rather than lose a row from conservation.
+    inserted = conn.execute(
+        f"""
+        insert into warehouse.events ({", ".join(EVENT_COLUMNS)}, batch_id, processed_at)
+        select {", ".join(EVENT_COLUMNS)}, %(batch)s, now() from batch_events
+        """,
+        {"batch": batch_id},
+    ).rowcount
+    conn.execute(
+        "insert into warehouse.dedup_keys (tenant_id, kind, digest, landing_id, event_id)"
+        " select tenant_id, kind, digest, landing_id, event_id from batch_keys"
+    )
+
     conn.execute(
         "create temp table batch_judged (landing_id bigint primary key, kind text not null,"
         " code text not null, detail text) on commit drop"
@@ -127,7 +276,7 @@ def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids
                 pl.col("reason_code").alias("code"),
                 pl.col("reason_detail").alias("detail"),
             ),
-            outcome.duplicates.select(
+            duplicates.select(
                 "landing_id",
                 pl.lit("duplicate").alias("kind"),
                 pl.col("rule").alias("code"),
@@ -136,30 +285,11 @@ def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids
         ]
     )
     _copy_frame(conn, "batch_judged", judged)
-
-    # An event_id already in the warehouse (from an earlier batch, or a concurrent run
-    # that committed first) makes this copy a duplicate: the primary key decides.
-    inserted = conn.execute(
-        f"""
-        insert into warehouse.events ({", ".join(EVENT_COLUMNS)}, batch_id, processed_at)
-        select {", ".join(EVENT_COLUMNS)}, %(batch)s, now() from batch_events
-        on conflict (tenant_id, event_id) do nothing
-        """,
-        {"batch": batch_id},
-    ).rowcount
-    earlier = conn.execute(
-        """
-        insert into batch_judged (landing_id, kind, code, detail)
-        select b.landing_id, 'duplicate', 'event_id', b.event_id
-        from batch_events b
-        where not exists (select 1 from warehouse.events e where e.landing_id = b.landing_id)
-        """
-    ).rowcount
     conn.execute(
         """
         insert into warehouse.event_rejects
             (landing_id, tenant_id, batch_id, received_at, wire_format, payload, reason_code, reason_detail)
-        select r.id, r.tenant_id, %(batch)s, r.received_at, r.wire_format, r.payload, j.code, j.detail
+        select r.id, r.tenant_id, %(batch)s, r.received_at, r.wire_format, r.payload #- '{context,ip}', j.code, j.detail
         from batch_judged j join landing.events_raw r on r.id = j.landing_id
         where j.kind = 'reject'
         """,
@@ -169,7 +299,7 @@ def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids
         """
         insert into warehouse.event_duplicates
             (landing_id, tenant_id, batch_id, received_at, wire_format, payload, rule, duplicate_of_event_id)
-        select r.id, r.tenant_id, %(batch)s, r.received_at, r.wire_format, r.payload, j.code, j.detail
+        select r.id, r.tenant_id, %(batch)s, r.received_at, r.wire_format, r.payload #- '{context,ip}', j.code, j.detail
         from batch_judged j join landing.events_raw r on r.id = j.landing_id
         where j.kind = 'duplicate'
         """,
@@ -179,23 +309,31 @@ def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids
         "update landing.events_raw set processed_at = now(), batch_id = %(batch)s where id = any(%(ids)s)",
         {"batch": batch_id, "ids": claimed_ids.to_list()},
     )
-    return inserted, earlier
+    return Written(events=inserted, duplicates=duplicates.select(list(dedup.VERDICT_SCHEMA)), reclassified=reclassified)
 
 
 def run_batch(
-    conn: psycopg.Connection, plan: TrackingPlan, limits: Limits, size: int, run_id: str | None = None
+    conn: psycopg.Connection,
+    plan: TrackingPlan,
+    limits: Limits,
+    size: int,
+    run_id: str | None = None,
+    only_ids: list[int] | None = None,
+    enrichment: Enrichment | None = None,
 ) -> BatchResult | None:
-    """Claim, process and write one batch in one transaction; None when the backlog is empty."""
+    """Claim, process and write one batch in one transaction; None when the backlog is empty.
+
+    `only_ids` restricts the claim to those landing ids (tests choose batches and their order)."""
     started = datetime.now(UTC)
     clock = time.perf_counter()
     with conn.transaction():
-        raw = claim(conn, size)
+        raw = claim(conn, size, only_ids)
         if raw.height == 0:
             return None
-        outcome = process(raw, plan, limits)
+        outcome = process(raw, plan, limits, enrichment)
         batch_id = conn.execute("select nextval(pg_get_serial_sequence('ops.batches', 'id'))").fetchone()[0]
-        inserted, earlier = write(conn, batch_id, outcome, raw["landing_id"])
-        duplicates = outcome.duplicates.height + earlier
+        written = write(conn, batch_id, outcome, raw["landing_id"])
+        duplicates = written.duplicates.height
         seconds = time.perf_counter() - clock
         conn.execute(
             """
@@ -208,25 +346,23 @@ def run_batch(
                 run_id,
                 started,
                 raw.height,
-                inserted,
+                written.events,
                 outcome.rejects.height,
                 duplicates,
                 raw["landing_id"].min(),
                 raw["landing_id"].max(),
             ),
         )
-    by_rule = _counts(outcome.duplicates, "rule")
-    if earlier:
-        by_rule["event_id"] = by_rule.get("event_id", 0) + earlier
     return BatchResult(
         batch_id=batch_id,
         claimed=raw.height,
-        events=inserted,
+        events=written.events,
         rejects=outcome.rejects.height,
         duplicates=duplicates,
         seconds=seconds,
         rejects_by_reason=_counts(outcome.rejects, "reason_code"),
-        duplicates_by_rule=by_rule,
+        duplicates_by_rule=_counts(written.duplicates, "rule"),
+        reclassified=written.reclassified,
     )
 
 
@@ -236,10 +372,15 @@ def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
 
 
 def process_backlog(
-    conn: psycopg.Connection, plan: TrackingPlan, limits: Limits, size: int, run_id: str | None = None
+    conn: psycopg.Connection,
+    plan: TrackingPlan,
+    limits: Limits,
+    size: int,
+    run_id: str | None = None,
+    enrichment: Enrichment | None = None,
 ) -> Iterator[BatchResult]:
     """Run batches until nothing is left to claim (rows another run has locked are skipped)."""
-    while (result := run_batch(conn, plan, limits, size, run_id)) is not None:
+    while (result := run_batch(conn, plan, limits, size, run_id, enrichment=enrichment)) is not None:
         yield result
 
 

@@ -1,8 +1,10 @@
 """Asset checks: each states one promise about the warehouse and tests it with SQL."""
 
+from datetime import UTC, datetime, timedelta
+
 import dagster as dg
 
-from orchestration.assets.processing import EVENTS
+from orchestration.assets.processing import DUPLICATES, EVENTS, REJECTS
 from orchestration.resources import TributaryDatabase
 
 CONSERVATION_SQL = """
@@ -37,3 +39,53 @@ def landing_is_conserved(database: TributaryDatabase) -> dg.AssetCheckResult:
             ),
         },
     )
+
+
+WINDOW_HOURS = 24
+RECENT_FIGURES_SQL = """
+select coalesce(sum(claimed), 0), coalesce(sum(rejects), 0), coalesce(sum(duplicates), 0)
+from ops.batches where finished_at > %s
+"""
+
+
+def recent_figures(conn, since: datetime) -> tuple[int, int, int]:
+    """(processed, rejects, duplicates) of the batches finished since `since`; ops.batches holds them
+    per batch, so the check never scans the landing table."""
+    processed, rejects, duplicates = conn.execute(RECENT_FIGURES_SQL, (since,)).fetchone()
+    return int(processed), int(rejects), int(duplicates)
+
+
+def rate_result(what: str, count: int, processed: int, threshold: float) -> dg.AssetCheckResult:
+    """Passed when count/processed is at most the threshold (and when nothing was processed)."""
+    rate = count / processed if processed else 0.0
+    return dg.AssetCheckResult(
+        passed=rate <= threshold,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            f"{what}_rate": dg.MetadataValue.float(round(rate, 6)),
+            "threshold": dg.MetadataValue.float(threshold),
+            what: count,
+            "processed": processed,
+            "window_hours": WINDOW_HOURS,
+        },
+    )
+
+
+@dg.asset_check(
+    asset=REJECTS,
+    description="Rejects are at most TRIBUTARY_MAX_REJECT_RATE of the rows processed in the last 24 hours.",
+)
+def reject_rate_is_below_threshold(database: TributaryDatabase) -> dg.AssetCheckResult:
+    with database.connect() as conn:
+        processed, rejects, _ = recent_figures(conn, datetime.now(UTC) - timedelta(hours=WINDOW_HOURS))
+    return rate_result("rejects", rejects, processed, database.settings.max_reject_rate)
+
+
+@dg.asset_check(
+    asset=DUPLICATES,
+    description="Duplicates are at most TRIBUTARY_MAX_DUPLICATE_RATE of the rows processed in the last 24 hours.",
+)
+def duplicate_rate_is_below_threshold(database: TributaryDatabase) -> dg.AssetCheckResult:
+    with database.connect() as conn:
+        processed, _, duplicates = recent_figures(conn, datetime.now(UTC) - timedelta(hours=WINDOW_HOURS))
+    return rate_result("duplicates", duplicates, processed, database.settings.max_duplicate_rate)

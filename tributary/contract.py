@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from tributary import tracking_plan
+
 NATIVE = "native"
 SEGMENT = "segment"
 WIRE_FORMATS = (NATIVE, SEGMENT)
@@ -103,6 +105,12 @@ RAW_FIELDS: tuple[RawField, ...] = (
     RawField("context_user_agent", _paths("context.userAgent"), _paths("context.userAgent")),
     RawField("locale", _paths("context.locale"), _paths("context.locale")),
     RawField("timezone", _paths("context.timezone"), _paths("context.timezone")),
+    # An IP the client vouches for (a server relaying its visitor's request) beats the
+    # address the request came from; processing keeps only its prefix (orchestration/processing/enrich.py).
+    RawField("context_ip", _paths("context.ip"), _paths("context.ip")),
+    # Where the visit began: carries the campaign's UTM parameters and ad click ids when
+    # the page itself no longer does.
+    RawField("landing_page", _paths("attribution.landingPage"), ()),
     RawField("utm_source", _paths("attribution.utmSource"), _paths("context.campaign.source")),
     RawField("utm_medium", _paths("attribution.utmMedium"), _paths("context.campaign.medium")),
     RawField("utm_campaign", _paths("attribution.utmCampaign"), _paths("context.campaign.name")),
@@ -119,6 +127,8 @@ ENVELOPE_COLUMNS = {
     "received_at": pl.Int64,  # microseconds since the epoch, UTC
     "wire_format": pl.String,
     "header_user_agent": pl.String,
+    "client_ip": pl.String,  # the address the request came from (landing.events_raw.client_ip)
+    "tracking_plan": pl.String,  # the tenant's plan mode (ops.tenants.settings->>'tracking_plan')
 }
 
 RAW_SCHEMA: dict[str, pl.DataType] = {**ENVELOPE_COLUMNS, **{f.name: pl.String for f in RAW_FIELDS}}
@@ -147,6 +157,9 @@ CANONICAL_SCHEMA: dict[str, pl.DataType] = {
     "page_referrer": pl.String,
     "page_title": pl.String,
     "user_agent": pl.String,
+    # The full client IP: enrichment replaces it with ip_prefix; it is never written to the warehouse.
+    "ip": pl.String,
+    "landing_page": pl.String,
     "locale": pl.String,
     "timezone": pl.String,
     "utm_source": pl.String,
@@ -155,6 +168,7 @@ CANONICAL_SCHEMA: dict[str, pl.DataType] = {
     "utm_term": pl.String,
     "utm_content": pl.String,
     "props": pl.String,
+    "strict_plan": pl.Boolean,
     # Set when a timestamp was sent but could not be read: validation rejects the event.
     "unparsed_timestamp": pl.String,
 }
@@ -289,6 +303,8 @@ def canonical(raw: pl.LazyFrame, aliases: dict[str, str]) -> pl.LazyFrame:
         pl.col("page_referrer"),
         pl.col("page_title"),
         pl.coalesce(pl.col("context_user_agent"), pl.col("header_user_agent")).alias("user_agent"),
+        pl.coalesce(pl.col("context_ip"), pl.col("client_ip")).str.strip_chars().alias("ip"),
+        pl.col("landing_page"),
         pl.col("locale"),
         pl.col("timezone"),
         pl.col("utm_source"),
@@ -297,5 +313,6 @@ def canonical(raw: pl.LazyFrame, aliases: dict[str, str]) -> pl.LazyFrame:
         pl.col("utm_term"),
         pl.col("utm_content"),
         pl.col("props").fill_null("{}"),
+        (pl.col("tracking_plan") == tracking_plan.STRICT).fill_null(False).alias("strict_plan"),
         unparsed.alias("unparsed_timestamp"),
     ).cast(CANONICAL_SCHEMA)

@@ -59,7 +59,17 @@ class Settings:
     """Where the API asks Dagster to start a run (POST /v1/admin/flush)."""
     max_event_age_days: int = 30
     max_clock_skew_seconds: int = 300
+    max_string_chars: int = 4096
+    """Longest text field of an event processing keeps (longer: rejected as `oversized`)."""
+    max_props_bytes: int = 16 * 1024
+    """Largest props object, as JSON bytes, processing keeps (larger: rejected as `oversized`)."""
+    geoip_db: Path | None = None
+    """An offline MaxMind database (.mmdb) for the country of each event's IP; unset: no country."""
     sensor_interval_seconds: int = 5
+    max_reject_rate: float = 0.05
+    """Share of rejects among the last 24 h of processed rows above which the asset check fails."""
+    max_duplicate_rate: float = 0.10
+    """Share of duplicates among the last 24 h of processed rows above which the asset check fails."""
     db_pool_size: int = 8
     db_port: int = 5433
     """Port of the embedded server: names its Unix socket, and its TCP port when it listens."""
@@ -102,7 +112,12 @@ class Settings:
             or f"http://127.0.0.1:{_int(env, 'TRIBUTARY_DAGSTER_PORT', 3000)}",
             max_event_age_days=_int(env, "TRIBUTARY_MAX_EVENT_AGE_DAYS", 30),
             max_clock_skew_seconds=_int(env, "TRIBUTARY_MAX_CLOCK_SKEW_SECONDS", 300),
+            max_string_chars=_int(env, "TRIBUTARY_MAX_STRING_CHARS", 4096),
+            max_props_bytes=_int(env, "TRIBUTARY_MAX_PROPS_BYTES", 16 * 1024),
+            geoip_db=Path(env["TRIBUTARY_GEOIP_DB"]).expanduser() if env.get("TRIBUTARY_GEOIP_DB") else None,
             sensor_interval_seconds=_int(env, "TRIBUTARY_SENSOR_INTERVAL_SECONDS", 5),
+            max_reject_rate=_float(env, "TRIBUTARY_MAX_REJECT_RATE", 0.05),
+            max_duplicate_rate=_float(env, "TRIBUTARY_MAX_DUPLICATE_RATE", 0.10),
             db_pool_size=_int(env, "TRIBUTARY_DB_POOL_SIZE", 8),
             db_port=_int(env, "TRIBUTARY_DB_PORT", 5433),
         )

@@ -13,6 +13,9 @@ from pathlib import Path
 import yaml
 
 CUSTOM = "custom"
+# A tenant whose settings say {"tracking_plan": "strict"} has event types the plan does not
+# list rejected (`unknown_event_type`); any other tenant has them kept under `custom`.
+STRICT = "strict"
 _TYPE_OPTIONS = {"aliases", "required", "dedup"}
 
 

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from orchestration.batches import BatchResult, process_backlog
+from orchestration.processing.enrich import Enrichment
 from orchestration.processing.validate import Limits
 from orchestration.resources import TributaryDatabase
 from tributary import tracking_plan
@@ -42,6 +43,8 @@ def _batch_metadata(results: list[BatchResult]) -> dict[str, dg.MetadataValue]:
         "events": dg.MetadataValue.int(sum(r.events for r in results)),
         "rejects": dg.MetadataValue.int(sum(r.rejects for r in results)),
         "duplicates": dg.MetadataValue.int(sum(r.duplicates for r in results)),
+        # Earlier-processed events moved to duplicates because an earlier-landed copy came later.
+        "reclassified": dg.MetadataValue.int(sum(r.reclassified for r in results)),
         "events_per_s": dg.MetadataValue.float(round(claimed / seconds, 1) if seconds else 0.0),
         "rejects_by_reason": dg.MetadataValue.json(rejects_by_reason),
         "duplicates_by_rule": dg.MetadataValue.json(duplicates_by_rule),
@@ -73,10 +76,16 @@ def process_landed_events(context: dg.AssetExecutionContext, config: ProcessingC
     """Claim the backlog batch by batch (SKIP LOCKED), run the rules in Polars, commit each batch."""
     settings = database.settings
     size = config.batch_size or settings.batch_size
-    limits = Limits(settings.max_event_age_days, settings.max_clock_skew_seconds)
+    limits = Limits(
+        settings.max_event_age_days,
+        settings.max_clock_skew_seconds,
+        settings.max_string_chars,
+        settings.max_props_bytes,
+    )
+    enrichment = Enrichment(geoip_db=settings.geoip_db)
     results: list[BatchResult] = []
     with database.connect() as conn:
-        for result in process_backlog(conn, tracking_plan.load(), limits, size, context.run_id):
+        for result in process_backlog(conn, tracking_plan.load(), limits, size, context.run_id, enrichment):
             results.append(result)
             context.log.info(
                 f"batch {result.batch_id}: {result.claimed} claimed → {result.events} events, "

@@ -1,0 +1,322 @@
+"""Enrichment: what processing adds to each valid event. Polars expressions over the batch.
+
+- user agent → browser, browser_version, os, device, device_type, is_bot (ua-parser's
+  Rust resolver and crawlerdetect, once per distinct user agent);
+- utm_* from the client's attribution, else from the page URL's query, else the landing page's;
+- referrer_medium (direct, internal, search, social, email, paid, other) from
+  `tributary/referrers.yaml`;
+- ip → ip_prefix (IPv4 /24, IPv6 /48) and country (an offline MaxMind database, when
+  configured); the full IP is dropped here, so it never reaches the warehouse.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from urllib.parse import unquote_plus
+
+import maxminddb
+import polars as pl
+import yaml
+from crawlerdetect import CrawlerDetect
+from ua_parser import Domain, load_builtins
+from ua_parser.regex import Resolver
+
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+DEVICE_TYPES = ("desktop", "mobile", "tablet", "bot", "other")
+MEDIA = ("direct", "internal", "search", "social", "email", "paid", "other")
+
+USER_AGENT_SCHEMA: dict[str, pl.DataType] = {
+    "user_agent": pl.String,
+    "browser": pl.String,
+    "browser_version": pl.String,
+    "os": pl.String,
+    "device": pl.String,
+    "device_type": pl.String,
+    "is_bot": pl.Boolean,
+}
+ENRICHED_COLUMNS = (*list(USER_AGENT_SCHEMA)[1:], "ip_prefix", "country", "referrer_medium")
+"""Columns enrich() adds (it also fills utm_* and drops `ip`)."""
+
+_HOST = r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/?#]*@)?([^:/?#]+)"
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = rf"^({_OCTET}\.{_OCTET}\.{_OCTET})\.{_OCTET}$"
+
+_MOBILE_OS = {"iOS", "Android", "Windows Phone", "BlackBerry OS", "KaiOS", "Firefox OS", "Symbian OS", "Sailfish"}
+_DESKTOP_OS = {
+    "Windows",
+    "Mac OS X",
+    "macOS",
+    "Linux",
+    "Ubuntu",
+    "Chrome OS",
+    "ChromeOS",
+    "Fedora",
+    "Debian",
+    "Red Hat",
+    "FreeBSD",
+    "OpenBSD",
+    "NetBSD",
+    "Solaris",
+    "Mint",
+    "Arch Linux",
+    "Gentoo",
+}
+
+
+@dataclass(frozen=True)
+class Enrichment:
+    """What enrichment needs from the settings."""
+
+    geoip_db: Path | None = None
+    """A MaxMind database (GeoLite2-Country/City or alike); None: country stays null."""
+
+
+@dataclass(frozen=True)
+class Media:
+    """tributary/referrers.yaml, compiled."""
+
+    search: str
+    social: str
+    email: str
+    click_ids: str
+    paid_mediums: tuple[str, ...]
+    email_mediums: tuple[str, ...]
+    social_mediums: tuple[str, ...]
+
+
+def _domains(entries: list[str]) -> str:
+    """One regex over a lower-case host: each domain, with any subdomain; `name.*`: any suffix."""
+    alternatives = [
+        re.escape(entry[:-2]) + r"\.[a-z0-9.-]+" if entry.endswith(".*") else re.escape(entry) for entry in entries
+    ]
+    return r"^(?:[a-z0-9-]+\.)*(?:" + "|".join(alternatives) + r")$"
+
+
+@functools.cache
+def media() -> Media:
+    doc = yaml.safe_load((resources.files("tributary") / "referrers.yaml").read_text())
+    mediums = doc["utm_medium"]
+    return Media(
+        search=_domains(doc["search"]),
+        social=_domains(doc["social"]),
+        email=_domains(doc["email"]),
+        click_ids=r"(?i)[?&](?:" + "|".join(re.escape(name) for name in doc["paid_click_ids"]) + r")=[^&#]",
+        paid_mediums=tuple(mediums["paid"]),
+        email_mediums=tuple(mediums["email"]),
+        social_mediums=tuple(mediums["social"]),
+    )
+
+
+# --- expressions ---------------------------------------------------------------------
+
+
+def host(url: pl.Expr) -> pl.Expr:
+    """The URL's host, lower case, without `www.`; null when the text is not an absolute URL."""
+    return url.str.extract(_HOST).str.to_lowercase().str.strip_chars_end(".").str.strip_prefix("www.")
+
+
+def query_param(url: pl.Expr, name: str) -> pl.Expr:
+    """A query parameter's value as sent (still %-encoded; `+` is a space); null when absent or empty."""
+    value = url.str.extract(rf"(?i:[?&]{re.escape(name)}=)([^&#]*)").str.replace_all("+", " ", literal=True)
+    return pl.when(value != "").then(value)
+
+
+def referrer_medium(referrer: pl.Expr, page_url: pl.Expr, landing_page: pl.Expr, utm_medium: pl.Expr) -> pl.Expr:
+    """Why: medium drives acquisition reports. A tagged campaign or an ad click says it
+    outright; otherwise the referrer's host does, and hops within the site must not count
+    as referrals. The order of the tests is the README's."""
+    m = media()
+    referrer_host = host(referrer)
+    page_host = pl.coalesce(host(page_url), host(landing_page))
+    medium = utm_medium.str.strip_chars().str.to_lowercase()
+    clicked = page_url.str.contains(m.click_ids) | landing_page.str.contains(m.click_ids)
+    return (
+        pl.when(clicked.fill_null(False) | medium.is_in(m.paid_mediums))
+        .then(pl.lit("paid"))
+        .when(medium.is_in(m.email_mediums))
+        .then(pl.lit("email"))
+        .when(medium.is_in(m.social_mediums))
+        .then(pl.lit("social"))
+        .when(referrer_host.is_null())
+        .then(pl.lit("direct"))
+        .when(referrer_host == page_host)
+        .then(pl.lit("internal"))
+        .when(referrer_host.str.contains(m.email))
+        .then(pl.lit("email"))
+        .when(referrer_host.str.contains(m.search))
+        .then(pl.lit("search"))
+        .when(referrer_host.str.contains(m.social))
+        .then(pl.lit("social"))
+        .otherwise(pl.lit("other"))
+    )
+
+
+def ipv4_prefix(ip: pl.Expr) -> pl.Expr:
+    """An IPv4 address's /24 (`203.0.113.0/24`); null for anything else."""
+    return pl.format("{}.0/24", ip.str.extract(_IPV4))
+
+
+# --- once per distinct value ---------------------------------------------------------
+
+
+@functools.cache
+def _resolver() -> Resolver:
+    # ua-parser's Rust resolver: about 10 µs a string, against milliseconds for the pure-Python one.
+    return Resolver(load_builtins())
+
+
+@functools.cache
+def _crawlers() -> CrawlerDetect:
+    return CrawlerDetect()
+
+
+def _device_type(ua: str, os_family: str | None, device: object, is_bot: bool) -> str:
+    if is_bot:
+        return "bot"
+    brand = getattr(device, "brand", None) or ""
+    family = getattr(device, "family", None) or ""
+    if (
+        family.startswith("iPad")
+        or "Tablet" in brand
+        or "Tablet" in ua
+        or "Kindle" in family
+        or (os_family == "Android" and "Mobile" not in ua)
+    ):
+        return "tablet"
+    if os_family in _MOBILE_OS or "Mobi" in ua:
+        return "mobile"
+    if os_family in _DESKTOP_OS:
+        return "desktop"
+    return "other"
+
+
+# Bounded and shared by batches: a site's user agents repeat from batch to batch, and
+# crawlerdetect costs ~0.2 ms a string, so each distinct string is parsed once per process
+# while it stays among the most recently seen.
+@functools.lru_cache(maxsize=50_000)
+def describe_user_agent(ua: str) -> tuple[str | None, str | None, str | None, str | None, str, bool]:
+    """(browser, browser_version, os, device, device_type, is_bot) for one user-agent string."""
+    parsed = _resolver()(ua, Domain.ALL)
+    agent, system, device = parsed.user_agent, parsed.os, parsed.device
+    is_bot = (device is not None and device.family == "Spider") or _crawlers().isCrawler(ua)
+    browser = agent.family if agent and agent.family != "Other" else None
+    version = None
+    if browser and agent.major:
+        version = ".".join(part for part in (agent.major, agent.minor, agent.patch) if part)
+    os_family = system.family if system and system.family != "Other" else None
+    device_family = device.family if device and device.family not in ("Other", "Spider") else None
+    return browser, version, os_family, device_family, _device_type(ua, os_family, device, is_bot), is_bot
+
+
+def user_agents(values: pl.Series) -> pl.DataFrame:
+    """USER_AGENT_SCHEMA rows for the distinct non-empty strings of `values`.
+
+    Why a table to join and not map_elements: a batch has thousands of events but a few
+    hundred distinct user agents, and the parse is a Python call: once per distinct string."""
+    distinct = values.drop_nulls().unique()
+    rows = [(ua, *describe_user_agent(ua)) for ua in distinct.filter(distinct.str.len_chars() > 0).to_list()]
+    return pl.DataFrame(rows, schema=USER_AGENT_SCHEMA, orient="row")
+
+
+def _network(ip: str) -> str | None:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    bits = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
+
+
+def ipv6_prefixes(values: pl.Series) -> dict[str, str | None]:
+    """IPv6 address → its /48, for the distinct addresses with a colon (IPv4 is done by regex).
+
+    Why Python: the `::` shorthand makes the /48 unreadable by pattern; IPv6 is a minority,
+    and each distinct address costs one call."""
+    distinct = values.filter(values.str.contains(":")).unique().to_list()
+    return {ip: _network(ip) for ip in distinct}
+
+
+@functools.cache
+def _geoip(path: Path) -> maxminddb.Reader:
+    return maxminddb.open_database(str(path))
+
+
+def _country(reader: maxminddb.Reader, ip: str) -> str | None:
+    try:
+        record = reader.get(ip)
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    for key in ("country", "registered_country"):
+        place = record.get(key)
+        if isinstance(place, dict) and isinstance(place.get("iso_code"), str):
+            return place["iso_code"]
+    return None
+
+
+def countries(values: pl.Series, geoip_db: Path) -> dict[str, str | None]:
+    """IP → ISO country code, one database lookup per distinct address."""
+    reader = _geoip(geoip_db)
+    return {ip: _country(reader, ip) for ip in values.drop_nulls().unique().to_list()}
+
+
+def _decode(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
+    """%-decode the values that need it, once per distinct value (query values are few)."""
+    decoded = []
+    for column in columns:
+        encoded = frame[column].filter(frame[column].str.contains("%", literal=True)).unique().to_list()
+        if encoded:
+            mapping = {value: unquote_plus(value) for value in encoded}
+            decoded.append(pl.col(column).replace(mapping))
+    return frame.with_columns(decoded) if decoded else frame
+
+
+# --- the stage -----------------------------------------------------------------------
+
+
+def enrich(events: pl.DataFrame, enrichment: Enrichment | None = None) -> pl.DataFrame:
+    """Canonical valid events → the same rows with ENRICHED_COLUMNS and utm_* filled, `ip` dropped."""
+    enrichment = enrichment or Enrichment()
+    ip = pl.col("ip")
+    from_urls = _decode(
+        events.select(
+            *(
+                pl.coalesce(query_param(pl.col("page_url"), name), query_param(pl.col("landing_page"), name)).alias(
+                    name
+                )
+                for name in UTM_FIELDS
+            )
+        ),
+        UTM_FIELDS,
+    )
+    # The client's own attribution wins, field by field, over what the URLs say.
+    events = events.with_columns(pl.coalesce(pl.col(name), from_urls[name]).alias(name) for name in UTM_FIELDS)
+    country = pl.lit(None, dtype=pl.String)
+    if enrichment.geoip_db is not None:
+        country = ip.replace_strict(countries(events["ip"], enrichment.geoip_db), default=None, return_dtype=pl.String)
+    return (
+        events.lazy()
+        .join(user_agents(events["user_agent"]).lazy(), on="user_agent", how="left", maintain_order="left")
+        .with_columns(
+            pl.when(ip.str.contains(":", literal=True))
+            .then(ip.replace_strict(ipv6_prefixes(events["ip"].drop_nulls()), default=None, return_dtype=pl.String))
+            .otherwise(ipv4_prefix(ip))
+            .alias("ip_prefix"),
+            country.alias("country"),
+        )
+        .with_columns(
+            referrer_medium(
+                pl.col("page_referrer"), pl.col("page_url"), pl.col("landing_page"), pl.col("utm_medium")
+            ).alias("referrer_medium")
+        )
+        .drop("ip")
+        .collect()
+    )
