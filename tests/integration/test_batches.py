@@ -172,20 +172,29 @@ def test_segment_payloads_land_as_canonical_events(drained, conn, tenant):
 def test_no_whole_ip_reaches_the_warehouse_not_even_in_rejects_and_duplicates(drained, conn, tenant):
     with_ip = {"context": {"ip": "203.0.113.77", "locale": "en"}}
     repeated = str(uuid.uuid4())
-    land(conn, tenant[0].id, [
-        page_view(repeated, **with_ip),
-        page_view(repeated, **with_ip),
-        page_view(occurredAt="2001-01-01T00:00:00Z", **with_ip),
-    ])
+    land(
+        conn,
+        tenant[0].id,
+        [
+            page_view(repeated, **with_ip),
+            page_view(repeated, **with_ip),
+            page_view(occurredAt="2001-01-01T00:00:00Z", **with_ip),
+        ],
+    )
     with psycopg.connect(drained) as worker:
         run_batch(worker, PLAN, Limits(), 100)
     for table in ("warehouse.events", "warehouse.event_rejects", "warehouse.event_duplicates"):
         rows = conn.execute(f"select t::text from {table} t where tenant_id = %s", (tenant[0].id,)).fetchall()
         assert len(rows) == 1, table
         assert "203.0.113.77" not in rows[0][0], table
-    kept = conn.execute("select payload from warehouse.event_rejects where tenant_id = %s", (tenant[0].id,)).fetchone()[0]
+    kept = conn.execute("select payload from warehouse.event_rejects where tenant_id = %s", (tenant[0].id,)).fetchone()[
+        0
+    ]
     assert kept["context"] == {"locale": "en"}
-    assert conn.execute(
-        "select count(*) from landing.events_raw where tenant_id = %s and payload->'context'->>'ip' = '203.0.113.77'",
-        (tenant[0].id,),
-    ).fetchone()[0] == 3  # landing keeps what the client sent
+    assert (
+        conn.execute(
+            "select count(*) from landing.events_raw where tenant_id = %s and payload->'context'->>'ip' = '203.0.113.77'",
+            (tenant[0].id,),
+        ).fetchone()[0]
+        == 3
+    )  # landing keeps what the client sent
