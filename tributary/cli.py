@@ -7,6 +7,8 @@ The API and the orchestration are imported inside the commands that need them, s
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import signal
 import sys
 import time
@@ -294,6 +296,11 @@ def up() -> None:
     with db.connect(settings, autocommit=True) as conn:
         tenant = tenants.get_by_name(conn, DEMO_TENANT) or tenants.create(conn, DEMO_TENANT)[0]
         key = tenants.add_key(conn, tenant.id)
+    admin_token = settings.admin_token
+    if not admin_token:
+        # Admin routes need a token; one made for this session is inherited by the API.
+        admin_token = secrets.token_urlsafe(24)
+        os.environ["TRIBUTARY_ADMIN_TOKEN"] = admin_token
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     services = []
@@ -311,7 +318,8 @@ def up() -> None:
             f"  database   {db.database_url(settings, start=False)}\n"
             f"  logs       {logs}\n"
             f"  tenant     {tenant.name} ({tenant.id})\n"
-            f"  write key  {key}   (new for this session; only its hash is stored)\n\n"
+            f"  write key  {key}   (new for this session; only its hash is stored)\n"
+            f"  admin      {admin_token}   (TRIBUTARY_ADMIN_TOKEN; for {api_url}/v1/admin/stats and /flush)\n\n"
             f"Send an event:\n"
             f"  curl -X POST {api_url}/v1/events -H 'Authorization: Bearer {key}' "
             f"-H 'Content-Type: application/json' "

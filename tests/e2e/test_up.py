@@ -21,9 +21,11 @@ from tributary.settings import Settings
 @pytest.fixture
 def up_env(tmp_path) -> dict[str, str]:
     # Its own home and database: `up` stops its PostgreSQL on Ctrl-C, which must not
-    # be the one the other tests share.
+    # be the one the other tests share. No admin token and no Dagster URL from the test
+    # session: `up` makes the first and points the API at its own Dagster.
+    inherited = {k: v for k, v in os.environ.items() if k not in ("TRIBUTARY_ADMIN_TOKEN", "TRIBUTARY_DAGSTER_URL")}
     return {
-        **os.environ,
+        **inherited,
         "TRIBUTARY_HOME": str(tmp_path / "home"),
         "TRIBUTARY_DB_PORT": str(free_port()),
         "TRIBUTARY_API_PORT": str(free_port()),
@@ -62,6 +64,7 @@ def test_an_event_posted_under_make_up_reaches_the_marts_without_a_manual_step(u
     settings = Settings.from_env(up_env)
     try:
         key = read_until(lines, r"write key\s+(\S+)", 240, seen).group(1)
+        admin = read_until(lines, r"admin\s+(\S+)", 10, seen).group(1)
         curl = read_until(lines, r"curl -X POST (\S+)", 10, seen).group(1)
         read_until(lines, r"Ctrl-C stops everything", 10, seen)
         response = httpx.post(
@@ -85,6 +88,14 @@ def test_an_event_posted_under_make_up_reaches_the_marts_without_a_manual_step(u
                         "select landing_page, page_views from marts.fct_sessions where anonymous_id = 'visitor-up'"
                     ).fetchall()
         assert sessions == [("/up", 1)], "".join(seen)
+
+        api_url = curl.removesuffix("/v1/events")
+        stats = httpx.get(f"{api_url}/v1/admin/stats", headers={"Authorization": f"Bearer {admin}"})
+        assert stats.status_code == 200
+        [demo] = [t for t in stats.json()["tenants"] if t["name"] == "demo"]
+        assert (demo["landed"], demo["backlog"], demo["events"]) == (1, 0, 1)
+        flush = httpx.post(f"{api_url}/v1/admin/flush", headers={"Authorization": f"Bearer {admin}"}, timeout=30)
+        assert flush.status_code == 202, flush.text
     finally:
         os.killpg(process.pid, signal.SIGINT)
         code = process.wait(60)
