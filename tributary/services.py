@@ -7,6 +7,7 @@ a shell job ignores SIGINT, so each is stopped with SIGINT to its whole group.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import psycopg
 
 from tributary import db
@@ -83,14 +85,27 @@ class Service:
     def stop(self, timeout: float = 20.0) -> None:
         if self.process.poll() is not None:
             return
+        # Dagster starts code servers in sessions of their own, out of reach of a signal
+        # to our child's group: note every descendant now, and end any left over after.
+        try:
+            descendants = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            descendants = []
         try:
             os.killpg(self.process.pid, signal.SIGINT)
             self.process.wait(timeout)
         except ProcessLookupError:
-            return
+            pass
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(5)
+        for leftover in descendants:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                leftover.terminate()
+        _gone, alive = psutil.wait_procs(descendants, timeout=5)
+        for leftover in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                leftover.kill()
 
 
 def _spawn(argv: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen:
