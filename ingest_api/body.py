@@ -173,7 +173,8 @@ def decode_event(raw: bytes) -> EventIn:
         raise _not_json(raw, error, "one event as a JSON object") from None
     except RecursionError:
         raise InvalidEvent([FieldError(None, "the JSON nests too deeply: flatten it")]) from None
-    if _NUL_ESCAPE.search(raw):
+    # The literal check first: the regex costs ~10x msgspec's whole decode, and any match contains it.
+    if b"\\u0000" in raw and _NUL_ESCAPE.search(raw):
         raise InvalidEvent([FieldError(None, "a string contains \\u0000, which cannot be stored: remove it")])
     return event
 

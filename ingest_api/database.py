@@ -22,7 +22,8 @@ from tributary.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# Seconds. A client waits at most this long for a connection before it gets a 503.
+# Seconds. A client waits at most this long for a connection, or for its place in a commit
+# (ingest_api.landing), before it gets a 503.
 POOL_WAIT_TIMEOUT = 2.0
 CONNECT_TIMEOUT = 2
 # After failing to connect for this long the pool stops retrying in the background; the

@@ -54,7 +54,7 @@ class Settings:
     """Events per second each tenant may send to one API process (token bucket refill)."""
     rate_limit_burst: int = 50_000
     """Bucket size: how many events a tenant may send at once after a quiet spell."""
-    api_workers: int = 1
+    api_workers: int = 2
     dagster_url: str = "http://127.0.0.1:3000"
     """Where the API asks Dagster to start a run (POST /v1/admin/flush)."""
     max_event_age_days: int = 30
@@ -107,7 +107,7 @@ class Settings:
             max_compressed_bytes=_int(env, "TRIBUTARY_MAX_COMPRESSED_BYTES", 1024 * 1024),
             rate_limit_per_s=_float(env, "TRIBUTARY_RATE_LIMIT_PER_S", 10_000.0),
             rate_limit_burst=_int(env, "TRIBUTARY_RATE_LIMIT_BURST", 50_000),
-            api_workers=_int(env, "TRIBUTARY_API_WORKERS", 1),
+            api_workers=_int(env, "TRIBUTARY_API_WORKERS", 2),
             dagster_url=env.get("TRIBUTARY_DAGSTER_URL")
             or f"http://127.0.0.1:{_int(env, 'TRIBUTARY_DAGSTER_PORT', 3000)}",
             max_event_age_days=_int(env, "TRIBUTARY_MAX_EVENT_AGE_DAYS", 30),

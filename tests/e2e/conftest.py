@@ -1,4 +1,4 @@
-"""End-to-end fixtures: the API served for real by uvicorn on a free port."""
+"""End-to-end fixtures: the API served for real by `tributary api` (Granian) on a free port."""
 
 import subprocess
 import sys
