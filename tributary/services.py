@@ -42,7 +42,9 @@ def dagster_storage_url(settings: Settings) -> str:
         return url
     with psycopg.connect(url, autocommit=True) as conn:
         if not conn.execute("select 1 from pg_database where datname = 'dagster'").fetchone():
-            conn.execute("create database dagster")
+            # Two commands starting at once (two `pipeline run`s) may both get here.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                conn.execute("create database dagster")
     return db.embedded_server(settings).url(database="dagster")
 
 
