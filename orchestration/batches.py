@@ -28,6 +28,7 @@ from tributary.tracking_plan import TrackingPlan
 
 # Rejects and duplicates keep the payload as sent, for replay and tracing, less the
 # client's IP: a whole IP never reaches the warehouse (landing keeps it).
+KEPT_PAYLOAD = "r.payload #- '{context,ip}'"
 # Columns written to warehouse.events from the batch frame, in this order.
 EVENT_COLUMNS = (
     "tenant_id",
@@ -231,14 +232,14 @@ def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids
         ).rowcount
         # ...or move a kept event to the duplicates (dbt rebuilds the marts that counted it).
         reclassified += conn.execute(
-            """
+            f"""
             with moved as (
                 delete from warehouse.events e using batch_rejudged j where e.landing_id = j.landing_id
                 returning e.landing_id
             )
             insert into warehouse.event_duplicates
                 (landing_id, tenant_id, batch_id, received_at, wire_format, payload, rule, duplicate_of_event_id)
-            select r.id, r.tenant_id, %(batch)s, r.received_at, r.wire_format, r.payload #- '{context,ip}', j.rule,
+            select r.id, r.tenant_id, %(batch)s, r.received_at, r.wire_format, {KEPT_PAYLOAD}, j.rule,
                    j.duplicate_of_event_id
             from moved m join batch_rejudged j using (landing_id) join landing.events_raw r on r.id = m.landing_id
             """,
@@ -285,26 +286,19 @@ def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids
         ]
     )
     _copy_frame(conn, "batch_judged", judged)
-    conn.execute(
-        """
-        insert into warehouse.event_rejects
-            (landing_id, tenant_id, batch_id, received_at, wire_format, payload, reason_code, reason_detail)
-        select r.id, r.tenant_id, %(batch)s, r.received_at, r.wire_format, r.payload #- '{context,ip}', j.code, j.detail
-        from batch_judged j join landing.events_raw r on r.id = j.landing_id
-        where j.kind = 'reject'
-        """,
-        {"batch": batch_id},
-    )
-    conn.execute(
-        """
-        insert into warehouse.event_duplicates
-            (landing_id, tenant_id, batch_id, received_at, wire_format, payload, rule, duplicate_of_event_id)
-        select r.id, r.tenant_id, %(batch)s, r.received_at, r.wire_format, r.payload #- '{context,ip}', j.code, j.detail
-        from batch_judged j join landing.events_raw r on r.id = j.landing_id
-        where j.kind = 'duplicate'
-        """,
-        {"batch": batch_id},
-    )
+    for kind, table, columns in (
+        ("reject", "warehouse.event_rejects", "reason_code, reason_detail"),
+        ("duplicate", "warehouse.event_duplicates", "rule, duplicate_of_event_id"),
+    ):
+        conn.execute(
+            f"""
+            insert into {table} (landing_id, tenant_id, batch_id, received_at, wire_format, payload, {columns})
+            select r.id, r.tenant_id, %(batch)s, r.received_at, r.wire_format, {KEPT_PAYLOAD}, j.code, j.detail
+            from batch_judged j join landing.events_raw r on r.id = j.landing_id
+            where j.kind = %(kind)s
+            """,
+            {"batch": batch_id, "kind": kind},
+        )
     conn.execute(
         "update landing.events_raw set processed_at = now(), batch_id = %(batch)s where id = any(%(ids)s)",
         {"batch": batch_id, "ids": claimed_ids.to_list()},
