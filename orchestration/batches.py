@@ -1,18 +1,21 @@
 """Claim a batch of landed rows, run it through the rules, write the outcome: one transaction.
 
-The claim is `SELECT … FOR UPDATE SKIP LOCKED` in landing-id order, so concurrent
-runs never take the same rows, and everything the batch writes (warehouse rows,
-processed markers, the ops.batches row) commits together: a run killed half way
-leaves its rows unclaimed for the next run. The backlog is found by the
-`processed_at is null` marker, never by a "max id seen" cursor, because identity
+The claim is `SELECT … FOR UPDATE SKIP LOCKED` on `landing.backlog` (the ids of landed
+rows not yet processed) in landing-id order, so concurrent runs never take the same
+rows, and everything the batch does (warehouse rows, deleting its ids from the backlog,
+the ops.batches row) commits together: a run killed half way leaves its rows queued for
+the next run. The backlog is that queue, never a "max id seen" cursor, because identity
 values from concurrent inserts commit out of order.
 """
 
 from __future__ import annotations
 
 import io
+import queue
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -66,19 +69,27 @@ EVENT_COLUMNS = (
 )
 
 
+_CLAIMED_SCHEMA = {name: dtype for name, dtype in contract.RAW_SCHEMA.items() if name != "tracking_plan"}
+
+
 def claim_sql(limit: int, only_ids: list[int] | None = None) -> str:
     fields = ",\n       ".join(f"{contract.extraction_sql(f)} as {f.name}" for f in contract.RAW_FIELDS)
     return f"""
 copy (
+with claimed as (
+    select b.id from landing.backlog b
+    where true{_only(only_ids)}
+    order by b.id
+    limit {int(limit)}
+    for update skip locked
+)
 select r.id as landing_id, r.tenant_id, (extract(epoch from r.received_at) * 1000000)::bigint as received_at,
        r.wire_format, r.user_agent as header_user_agent, host(r.client_ip) as client_ip,
-       (select t.settings->>'tracking_plan' from ops.tenants t where t.id = r.tenant_id) as tracking_plan,
        {fields}
 from landing.events_raw r
-where r.processed_at is null{_only(only_ids)}
+-- One primary-key probe per claimed id, whatever the planner thinks of the backlog's size.
+where r.id = any(array(select id from claimed))
 order by r.id
-limit {int(limit)}
-for update skip locked
 ) to stdout (format csv, header)"""
 
 
@@ -86,7 +97,7 @@ def _only(ids: list[int] | None) -> str:
     """Restrict a claim to chosen landing ids (tests run chosen batches in a chosen order)."""
     if ids is None:
         return ""
-    return f" and r.id = any('{{{','.join(str(int(i)) for i in ids)}}}'::bigint[])"
+    return f" and b.id = any('{{{','.join(str(int(i)) for i in ids)}}}'::bigint[])"
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,14 @@ def claim(conn: psycopg.Connection, limit: int, only_ids: list[int] | None = Non
             buffer.write(chunk)
     buffer.seek(0)
     # Quoted empty strings stay strings, unquoted empties are NULL: the CSV form of both.
-    return pl.read_csv(buffer, schema=contract.RAW_SCHEMA, raise_if_empty=False)
+    raw = pl.read_csv(buffer, schema=_CLAIMED_SCHEMA, raise_if_empty=False)
+    # Each tenant's plan mode, read once per batch rather than once per row.
+    modes = conn.execute(
+        "select id::text, settings->>'tracking_plan' from ops.tenants where id = any(%s::uuid[])",
+        (raw["tenant_id"].unique().to_list(),),
+    ).fetchall()
+    plans = pl.DataFrame(modes, schema={"tenant_id": pl.String, "tracking_plan": pl.String}, orient="row")
+    return raw.join(plans, on="tenant_id", how="left", maintain_order="left").select(list(contract.RAW_SCHEMA))
 
 
 def _copy_frame(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> None:
@@ -134,29 +152,50 @@ class Written:
     reclassified: int
 
 
-# Key rows of earlier batches that decide this batch's verdicts, and those of earlier-processed
-# events a batch event landed before (their verdicts change), with all of those events' keys.
-_RELATED_KEYS_SQL = """
+def _sharing(left: str, right: str, rule: str) -> str:
+    return (
+        f"({left}.tenant_id, {left}.{rule}_digest) = ({right}.tenant_id, {right}.{rule}_digest)"
+        f" and {right}.{rule}_digest is not null"
+    )
+
+
+def _any_key(select: str, table: str, other: str, where: str = "") -> str:
+    """Rows of `table` sharing a key with a row of `other`, one index probe per rule (a union)."""
+    return "\n    union\n    ".join(
+        f"select {select} from {table} join {other} on {_sharing(table.split()[-1], other.split()[-1], rule)}{where}"
+        for rule in dedup.RULES
+    )
+
+
+_KEY_COLUMNS = ", ".join(dedup.KEY_SCHEMA)
+
+
+def _array(values: pl.Series, element: str) -> str:
+    """A PostgreSQL array literal of ids and digests (never client text): Polars joins
+    10,000 of them in a millisecond, where binding them one by one costs far more."""
+    joined = values.cast(pl.String).fill_null("NULL").str.join(",").item()
+    return f"'{{{joined}}}'::{element}[]"
+
+
+def related_keys_sql(keys: pl.DataFrame) -> str:
+    """The keys of earlier-processed events that share one with this batch's `keys` (they
+    decide its verdicts), plus, for those that landed *after* a batch event sharing their
+    key (their own verdicts change), every event sharing one of theirs."""
+    columns = {"tenant_id": "uuid", "landing_id": "bigint", **{f"{rule}_digest": "uuid" for rule in dedup.RULES}}
+    arrays = ", ".join(_array(keys[name], element) for name, element in columns.items())
+    return f"""
 copy (
-with groups as (
-    select distinct tenant_id, kind, digest from batch_keys
+with mine as materialized (
+    select * from unnest({arrays}) as b({", ".join(columns)})
 ), hits as (
-    select k.tenant_id, k.kind, k.digest, k.landing_id, k.event_id
-    from warehouse.dedup_keys k join groups g using (tenant_id, kind, digest)
+    {_any_key("k.*", "warehouse.dedup_keys k", "mine b")}
 ), later as (
-    select distinct h.landing_id from hits h
-    where exists (select 1 from batch_keys b where (b.tenant_id, b.kind, b.digest) = (h.tenant_id, h.kind, h.digest)
-                  and b.landing_id < h.landing_id)
-), their_groups as (
-    select distinct k.tenant_id, k.kind, k.digest from warehouse.dedup_keys k join later using (landing_id)
-), rows as (
-    select * from hits
-    union
-    select k.tenant_id, k.kind, k.digest, k.landing_id, k.event_id
-    from warehouse.dedup_keys k join their_groups g using (tenant_id, kind, digest)
+    {_any_key("h.landing_id", "hits h", "mine b", " where b.landing_id < h.landing_id")}
+), theirs as (
+    {_any_key("k.*", "warehouse.dedup_keys k", "(select * from hits where landing_id in (select landing_id from later)) l")}
 )
-select r.tenant_id, r.kind, r.digest as key, r.landing_id, r.event_id, (l.landing_id is not null)::int as rejudge
-from rows r left join later l using (landing_id)
+select {_KEY_COLUMNS}, (landing_id in (select landing_id from later))::int as rejudge
+from (select * from hits union select * from theirs) r
 ) to stdout (format csv, header)"""
 
 
@@ -182,25 +221,19 @@ def _lock_tenants(conn: psycopg.Connection, tenant_ids: list[str]) -> None:
         conn.execute("select pg_advisory_xact_lock(%s)", (key,))
 
 
-def _judge_across_batches(conn: psycopg.Connection, outcome: Outcome) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(this batch's duplicates, earlier-processed events' new verdicts), both VERDICT_SCHEMA."""
-    conn.execute(
-        "create temp table batch_keys (tenant_id uuid not null, kind text not null, key text not null,"
-        " landing_id bigint not null, event_id text not null,"
-        " digest uuid generated always as (md5(key)::uuid) stored) on commit drop"
-    )
-    _copy_frame(conn, "batch_keys", outcome.keys.select(list(dedup.KEY_SCHEMA)))
-    related = _read(conn, _RELATED_KEYS_SQL, {**dedup.KEY_SCHEMA, "rejudge": pl.Int8})
+def _judge_across_batches(
+    conn: psycopg.Connection, batch_id: int, outcome: Outcome
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(this batch's duplicates, earlier-processed events' new verdicts), both VERDICT_SCHEMA.
+
+    Then the batch's keys are stored, whatever the verdicts: later batches are judged against them."""
+    related = _read(conn, related_keys_sql(outcome.keys), {**dedup.KEY_SCHEMA, "rejudge": pl.Int8})
+    _copy_frame(conn, "warehouse.dedup_keys", outcome.keys.with_columns(pl.lit(batch_id).alias("batch_id")))
     within = outcome.duplicates.with_columns(pl.lit(None, pl.Int64).alias("duplicate_of_landing_id"))
     if related.height == 0:
         return within.cast(dedup.VERDICT_SCHEMA), pl.DataFrame(schema=dedup.VERDICT_SCHEMA)
-    mine = _read(
-        conn,
-        "copy (select tenant_id, kind, digest as key, landing_id, event_id from batch_keys) to stdout (format csv, header)",
-        dedup.KEY_SCHEMA,
-    )
-    verdicts = dedup.judge(pl.concat([mine, related.drop("rejudge")]).lazy()).collect()
-    batch_ids = mine["landing_id"].unique()
+    verdicts = dedup.judge(pl.concat([outcome.keys, related.drop("rejudge")]).lazy()).collect()
+    batch_ids = outcome.keys["landing_id"]
     rejudged = related.filter(pl.col("rejudge") == 1)["landing_id"].unique()
     return (
         verdicts.filter(pl.col("landing_id").is_in(batch_ids.implode())),
@@ -211,7 +244,7 @@ def _judge_across_batches(conn: psycopg.Connection, outcome: Outcome) -> tuple[p
 def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids: pl.Series) -> Written:
     """Write a processed batch, judged against every earlier-processed batch of its tenants."""
     _lock_tenants(conn, outcome.keys["tenant_id"].unique().sort().to_list())
-    duplicates, rejudged = _judge_across_batches(conn, outcome)
+    duplicates, rejudged = _judge_across_batches(conn, batch_id, outcome)
     events = outcome.events.join(duplicates, on="landing_id", how="anti")
 
     reclassified = 0
@@ -246,24 +279,11 @@ def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids
             {"batch": batch_id},
         ).rowcount
 
-    conn.execute(
-        f"create temp table batch_events on commit drop as"
-        f" select {', '.join(EVENT_COLUMNS)} from warehouse.events with no data"
-    )
-    _copy_frame(conn, "batch_events", events.select(EVENT_COLUMNS))
-    # No `on conflict`: the keys make (tenant_id, event_id) unique among kept events, and
-    # a violation must fail the batch loudly rather than lose a row from conservation.
-    inserted = conn.execute(
-        f"""
-        insert into warehouse.events ({", ".join(EVENT_COLUMNS)}, batch_id, processed_at)
-        select {", ".join(EVENT_COLUMNS)}, %(batch)s, now() from batch_events
-        """,
-        {"batch": batch_id},
-    ).rowcount
-    conn.execute(
-        "insert into warehouse.dedup_keys (tenant_id, kind, digest, landing_id, event_id)"
-        " select tenant_id, kind, digest, landing_id, event_id from batch_keys"
-    )
+    # Straight into the table: no `on conflict`, since the keys make (tenant_id, event_id)
+    # unique among kept events, and a violation must fail the batch loudly rather than
+    # lose a row from conservation.
+    _copy_frame(conn, "warehouse.events", events.select(*EVENT_COLUMNS, pl.lit(batch_id).alias("batch_id")))
+    inserted = events.height
 
     conn.execute(
         "create temp table batch_judged (landing_id bigint primary key, kind text not null,"
@@ -299,10 +319,9 @@ def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids
             """,
             {"batch": batch_id, "kind": kind},
         )
-    conn.execute(
-        "update landing.events_raw set processed_at = now(), batch_id = %(batch)s where id = any(%(ids)s)",
-        {"batch": batch_id, "ids": claimed_ids.to_list()},
-    )
+    # The ids as one array literal: Polars builds it far faster than psycopg lists 10,000 ints.
+    ids = "{" + claimed_ids.cast(pl.String).str.join(",").item() + "}"
+    conn.execute("delete from landing.backlog where id = any(%s::bigint[])", (ids,))
     return Written(events=inserted, duplicates=duplicates.select(list(dedup.VERDICT_SCHEMA)), reclassified=reclassified)
 
 
@@ -372,11 +391,66 @@ def process_backlog(
     size: int,
     run_id: str | None = None,
     enrichment: Enrichment | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[BatchResult]:
-    """Run batches until nothing is left to claim (rows another run has locked are skipped)."""
-    while (result := run_batch(conn, plan, limits, size, run_id, enrichment=enrichment)) is not None:
+    """Run batches on one connection until nothing is left to claim (rows another run has locked are skipped)."""
+    while not (stop and stop.is_set()):
+        result = run_batch(conn, plan, limits, size, run_id, enrichment=enrichment)
+        if result is None:
+            return
         yield result
 
 
+def drain(
+    connect: Callable[[], AbstractContextManager[psycopg.Connection]],
+    plan: TrackingPlan,
+    limits: Limits,
+    size: int,
+    workers: int = 2,
+    run_id: str | None = None,
+    enrichment: Enrichment | None = None,
+) -> Iterator[BatchResult]:
+    """Process the backlog with `workers` connections at once, yielding each batch's result as it commits.
+
+    Why: a batch keeps Python busy while it runs the rules and PostgreSQL busy while it is
+    written, so with two at once both cores work. SKIP LOCKED keeps their claims apart, the
+    tenant lock serialises their de-duplication, and the outcome does not depend on which
+    batch ran first. The first error stops the other workers after their current batch."""
+    results: queue.Queue[BatchResult | BaseException | None] = queue.Queue()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            with connect() as conn:
+                for result in process_backlog(conn, plan, limits, size, run_id, enrichment, stop):
+                    results.put(result)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread, re-raised there
+            stop.set()
+            results.put(error)
+        finally:
+            results.put(None)
+
+    threads = [threading.Thread(target=work, name=f"tributary-batch-{i}", daemon=True) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    error: BaseException | None = None
+    running = workers
+    try:
+        while running:
+            item = results.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                error = error or item
+            else:
+                yield item
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    if error is not None:
+        raise error
+
+
 def backlog(conn: psycopg.Connection) -> int:
-    return conn.execute("select count(*) from landing.events_raw where processed_at is null").fetchone()[0]
+    return conn.execute("select count(*) from landing.backlog").fetchone()[0]

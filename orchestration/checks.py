@@ -9,7 +9,8 @@ from orchestration.resources import TributaryDatabase
 
 CONSERVATION_SQL = """
 with landed as (
-    select tenant_id, count(*) as n from landing.events_raw where processed_at is not null group by 1
+    select tenant_id, count(*) as n from landing.events_raw r
+    where not exists (select from landing.backlog b where b.id = r.id) group by 1
 ), outcomes as (
     select tenant_id, count(*) as n from (
         select tenant_id from warehouse.events
@@ -89,3 +90,45 @@ def duplicate_rate_is_below_threshold(database: TributaryDatabase) -> dg.AssetCh
     with database.connect() as conn:
         processed, _, duplicates = recent_figures(conn, datetime.now(UTC) - timedelta(hours=WINDOW_HOURS))
     return rate_result("duplicates", duplicates, processed, database.settings.max_duplicate_rate)
+
+
+# The oldest waiting row is among the lowest backlog ids (ids are taken as rows land;
+# a transaction may commit a little out of order): look at those, not the whole backlog.
+BACKLOG_SQL = """
+select (select count(*) from landing.backlog),
+       (select extract(epoch from now() - min(r.received_at))::float8
+        from (select id from landing.backlog order by id limit 1000) b join landing.events_raw r using (id))
+"""
+
+
+def backlog_figures(conn) -> tuple[int, float | None]:
+    """(landed events not yet processed, age in seconds of the oldest of them, or None when none
+    waits), by the database's clock, which also stamped received_at."""
+    waiting, oldest_age = conn.execute(BACKLOG_SQL).fetchone()
+    return int(waiting), oldest_age
+
+
+def freshness_result(waiting: int, oldest_age: float | None, threshold: float) -> dg.AssetCheckResult:
+    """Passed when nothing waits or the oldest waiting event is at most `threshold` seconds old."""
+    return dg.AssetCheckResult(
+        passed=oldest_age is None or oldest_age <= threshold,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "backlog": waiting,
+            "oldest_waiting_seconds": dg.MetadataValue.float(round(oldest_age or 0.0, 3)),
+            "threshold_seconds": dg.MetadataValue.float(float(threshold)),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=EVENTS,
+    description=(
+        "No acknowledged event waits to be processed longer than TRIBUTARY_MAX_BACKLOG_AGE_SECONDS: "
+        "the age of the oldest unprocessed row of landing.events_raw, across all tenants."
+    ),
+)
+def backlog_is_fresh(database: TributaryDatabase) -> dg.AssetCheckResult:
+    with database.connect() as conn:
+        waiting, oldest_age = backlog_figures(conn)
+    return freshness_result(waiting, oldest_age, database.settings.max_backlog_age_seconds)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -32,6 +32,13 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise SystemExit(f"{name}={raw!r} is not a number; unset it or give e.g. {name}={default}") from None
 
 
+def _port(env: dict[str, str], name: str, default: int) -> int:
+    port = _int(env, name, default)
+    if not 1024 <= port <= 65535:
+        raise SystemExit(f"{name}={port} is not a usable port; give one from 1024 to 65535, e.g. {name}={default}")
+    return port
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
@@ -42,6 +49,8 @@ class Settings:
     api_port: int = 8000
     dagster_port: int = 3000
     batch_size: int = 10_000
+    processing_workers: int = 2
+    """Batches processed at once by a run: one runs the rules while another is written."""
     max_event_bytes: int = 32 * 1024
     max_batch_bytes: int = 1024 * 1024
     max_batch_events: int = 500
@@ -70,9 +79,13 @@ class Settings:
     """Share of rejects among the last 24 h of processed rows above which the asset check fails."""
     max_duplicate_rate: float = 0.10
     """Share of duplicates among the last 24 h of processed rows above which the asset check fails."""
+    max_backlog_age_seconds: int = 300
+    """Age of the oldest unprocessed landed event above which the freshness asset check fails."""
     db_pool_size: int = 8
     db_port: int = 5433
-    """Port of the embedded server: names its Unix socket, and its TCP port when it listens."""
+    """Port of the embedded server: names its Unix socket, and its TCP port on 127.0.0.1 (BI tools)."""
+    reader_password: str | None = field(default=None, repr=False)
+    """Password of the BI role `tributary_reader`; unset: one made once, in `reader_password_file`."""
 
     @property
     def embedded(self) -> bool:
@@ -81,6 +94,10 @@ class Settings:
     @property
     def pg_data(self) -> Path:
         return self.home / "pg"
+
+    @property
+    def reader_password_file(self) -> Path:
+        return self.home / "reader-password"
 
     @property
     def dagster_home(self) -> Path:
@@ -98,6 +115,7 @@ class Settings:
             api_port=_int(env, "TRIBUTARY_API_PORT", 8000),
             dagster_port=_int(env, "TRIBUTARY_DAGSTER_PORT", 3000),
             batch_size=_int(env, "TRIBUTARY_BATCH_SIZE", 10_000),
+            processing_workers=max(1, _int(env, "TRIBUTARY_PROCESSING_WORKERS", 2)),
             max_event_bytes=_int(env, "TRIBUTARY_MAX_EVENT_BYTES", 32 * 1024),
             max_batch_bytes=_int(env, "TRIBUTARY_MAX_BATCH_BYTES", 1024 * 1024),
             max_batch_events=_int(env, "TRIBUTARY_MAX_BATCH_EVENTS", 500),
@@ -118,8 +136,10 @@ class Settings:
             sensor_interval_seconds=_int(env, "TRIBUTARY_SENSOR_INTERVAL_SECONDS", 5),
             max_reject_rate=_float(env, "TRIBUTARY_MAX_REJECT_RATE", 0.05),
             max_duplicate_rate=_float(env, "TRIBUTARY_MAX_DUPLICATE_RATE", 0.10),
+            max_backlog_age_seconds=_int(env, "TRIBUTARY_MAX_BACKLOG_AGE_SECONDS", 300),
             db_pool_size=_int(env, "TRIBUTARY_DB_POOL_SIZE", 8),
-            db_port=_int(env, "TRIBUTARY_DB_PORT", 5433),
+            db_port=_port(env, "TRIBUTARY_DB_PORT", 5433),
+            reader_password=env.get("TRIBUTARY_READER_PASSWORD") or None,
         )
 
 

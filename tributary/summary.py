@@ -38,7 +38,7 @@ def counts(conn: psycopg.Connection, tenant_id: uuid.UUID | None = None) -> Coun
     """For one tenant, or all when tenant_id is None. Mart counts are None before dbt first ran."""
     return Counts(
         landed=_count(conn, "landing.events_raw", tenant_id),
-        waiting=_count(conn, "landing.events_raw", tenant_id, "processed_at is null"),
+        waiting=_count(conn, "landing.events_raw", tenant_id, "id in (select id from landing.backlog)"),
         events=_count(conn, "warehouse.events", tenant_id),
         rejects=_count(conn, "warehouse.event_rejects", tenant_id),
         duplicates=_count(conn, "warehouse.event_duplicates", tenant_id),

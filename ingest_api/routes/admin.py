@@ -25,21 +25,20 @@ LOCATION = "tributary"
 
 STATS_SQL = """
 with landed as (
-    select tenant_id,
+    select r.tenant_id,
            count(*) as landed,
-           count(*) filter (where processed_at is null) as backlog,
-           min(received_at) filter (where processed_at is null) as oldest_waiting,
-           max(processed_at) as last_processed_at
-    from landing.events_raw group by tenant_id
+           count(b.id) as backlog,
+           min(r.received_at) filter (where b.id is not null) as oldest_waiting
+    from landing.events_raw r left join landing.backlog b using (id) group by r.tenant_id
 ), events as (
-    select tenant_id, count(*) as n from warehouse.events group by tenant_id
+    select tenant_id, count(*) as n, max(processed_at) as last from warehouse.events group by tenant_id
 ), rejects as (
-    select tenant_id, count(*) as n from warehouse.event_rejects group by tenant_id
+    select tenant_id, count(*) as n, max(rejected_at) as last from warehouse.event_rejects group by tenant_id
 ), duplicates as (
-    select tenant_id, count(*) as n from warehouse.event_duplicates group by tenant_id
+    select tenant_id, count(*) as n, max(detected_at) as last from warehouse.event_duplicates group by tenant_id
 )
 select t.id, t.name, coalesce(l.landed, 0), coalesce(l.backlog, 0),
-       extract(epoch from now() - l.oldest_waiting)::float8, l.last_processed_at,
+       extract(epoch from now() - l.oldest_waiting)::float8, greatest(e.last, r.last, d.last),
        coalesce(e.n, 0), coalesce(r.n, 0), coalesce(d.n, 0)
 from ops.tenants t
 left join landed l on l.tenant_id = t.id

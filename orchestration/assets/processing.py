@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from orchestration.batches import BatchResult, process_backlog
+from orchestration.batches import BatchResult, drain
 from orchestration.processing.enrich import Enrichment
 from orchestration.processing.validate import Limits
 from orchestration.resources import TributaryDatabase
@@ -84,13 +84,13 @@ def process_landed_events(context: dg.AssetExecutionContext, config: ProcessingC
     )
     enrichment = Enrichment(geoip_db=settings.geoip_db)
     results: list[BatchResult] = []
-    with database.connect() as conn:
-        for result in process_backlog(conn, tracking_plan.load(), limits, size, context.run_id, enrichment):
-            results.append(result)
-            context.log.info(
-                f"batch {result.batch_id}: {result.claimed} claimed → {result.events} events, "
-                f"{result.rejects} rejects, {result.duplicates} duplicates ({result.events_per_s:,.0f} events/s)"
-            )
+    workers = settings.processing_workers
+    for result in drain(database.connect, tracking_plan.load(), limits, size, workers, context.run_id, enrichment):
+        results.append(result)
+        context.log.info(
+            f"batch {result.batch_id}: {result.claimed} claimed → {result.events} events, "
+            f"{result.rejects} rejects, {result.duplicates} duplicates ({result.events_per_s:,.0f} events/s)"
+        )
     metadata = _batch_metadata(results)
     yield dg.MaterializeResult(asset_key=EVENTS, metadata=metadata)
     yield dg.MaterializeResult(

@@ -47,7 +47,7 @@ def process(raw: pl.DataFrame, plan: TrackingPlan, limits: Limits, enrichment: E
     # full IP is dropped here and never reaches the warehouse.
     valid = enrich(judged.filter(pl.col("reason_code").is_null()), enrichment)
     rejects = judged.filter(pl.col("reason_code").is_not_null()).select("landing_id", "reason_code", "reason_detail")
-    keys = dedup.keys(valid.lazy(), plan).collect()
+    keys = dedup.keys(valid, plan)
     verdicts = dedup.judge(keys.lazy()).collect()
     duplicates = verdicts.select("landing_id", "rule", "duplicate_of_event_id")
     events = valid.join(verdicts, on="landing_id", how="anti", maintain_order="left").drop(

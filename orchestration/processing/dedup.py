@@ -18,6 +18,8 @@ later batch can be judged against earlier ones, and earlier ones against it).
 
 from __future__ import annotations
 
+from hashlib import md5
+
 import polars as pl
 
 from tributary.tracking_plan import TrackingPlan
@@ -30,11 +32,12 @@ RULES = (EVENT_ID, IDEMPOTENCY_KEY, FINGERPRINT)
 
 KEY_SCHEMA: dict[str, pl.DataType] = {
     "tenant_id": pl.String,
-    "kind": pl.String,
-    "key": pl.String,
     "landing_id": pl.Int64,
     "event_id": pl.String,
+    **{f"{rule}_digest": pl.String for rule in RULES},
 }
+"""One row per valid event with its keys as digests (null: the key does not apply): what
+warehouse.dedup_keys stores, one indexed column per rule."""
 VERDICT_SCHEMA: dict[str, pl.DataType] = {
     "landing_id": pl.Int64,
     "rule": pl.String,
@@ -44,6 +47,9 @@ VERDICT_SCHEMA: dict[str, pl.DataType] = {
 
 # A separator no id contains, so ("a|b", "c") and ("a", "b|c") never share a fingerprint.
 _SEP = "\x1f"
+# The spelling contract.canonical_uuid gives every UUID-shaped eventId and idempotencyKey.
+_UUID_GROUPS = ((0, 8), (8, 4), (12, 4), (16, 4), (20, 12))
+_CANONICAL_UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
 def fingerprint(fingerprint_off: list[str]) -> pl.Expr:
@@ -71,52 +77,65 @@ def fingerprint(fingerprint_off: list[str]) -> pl.Expr:
     return pl.when(applies).then(key)
 
 
-def keys(valid: pl.LazyFrame, plan: TrackingPlan) -> pl.LazyFrame:
-    """Every key of every valid event: tenant_id, kind, key, landing_id, event_id (KEY_SCHEMA)."""
+def digest(keys: pl.Series) -> pl.Series:
+    """Each key as a UUID in PostgreSQL's spelling: a UUID's own, any other text's md5.
+
+    Why: a fixed 16 bytes whatever the client sent, so the index stays small and no long id
+    can overflow a btree entry; and most eventIds and idempotencyKeys are UUIDs already, so
+    only the rest (fingerprints, Segment's free-form messageIds) cost a hash."""
+    keys = pl.select(pl.when(keys != "").then(keys)).to_series()
+    uuid_like = keys.str.contains(_CANONICAL_UUID).fill_null(False)
+    digests = pl.select(pl.when(uuid_like).then(keys)).to_series()
+    to_hash = ~uuid_like & keys.is_not_null()
+    if to_hash.any():
+        hexes = pl.Series([md5(key.encode()).hexdigest() for key in keys.filter(to_hash).to_list()])
+        dashed = pl.select(
+            pl.concat_str([hexes.str.slice(start, length) for start, length in _UUID_GROUPS], separator="-")
+        ).to_series()
+        digests = digests.scatter(to_hash.arg_true(), dashed)
+    return digests
+
+
+def keys(valid: pl.DataFrame, plan: TrackingPlan) -> pl.DataFrame:
+    """Every valid event's keys (KEY_SCHEMA)."""
     off = sorted(name for name, t in plan.types.items() if not t.fingerprint_dedup)
-    wide = valid.select(
+    texts = valid.select(
         "tenant_id",
         "landing_id",
         "event_id",
-        pl.col("event_id").alias(f"key_{EVENT_ID}"),
-        pl.col("idempotency_key").alias(f"key_{IDEMPOTENCY_KEY}"),
-        fingerprint(off).alias(f"key_{FINGERPRINT}"),
+        pl.col("event_id").alias(f"{EVENT_ID}_key"),
+        pl.col("idempotency_key").alias(f"{IDEMPOTENCY_KEY}_key"),
+        fingerprint(off).alias(f"{FINGERPRINT}_key"),
     )
-    return (
-        wide.unpivot(
-            index=["tenant_id", "landing_id", "event_id"],
-            on=[f"key_{rule}" for rule in RULES],
-            variable_name="kind",
-            value_name="key",
-        )
-        .filter(pl.col("key").is_not_null() & (pl.col("key") != ""))
-        .with_columns(pl.col("kind").str.strip_prefix("key_"))
-        .select(list(KEY_SCHEMA))
-        .cast(KEY_SCHEMA)
-    )
+    return texts.select(
+        "tenant_id", "landing_id", "event_id", *(digest(texts[f"{rule}_key"]).alias(f"{rule}_digest") for rule in RULES)
+    ).cast(KEY_SCHEMA)
 
 
 def judge(key_rows: pl.LazyFrame) -> pl.LazyFrame:
-    """Verdicts (VERDICT_SCHEMA) for every landing id among `key_rows` that is a duplicate.
+    """Verdicts (VERDICT_SCHEMA) for every landing id among `key_rows` (KEY_SCHEMA) that is a duplicate.
 
-    A landing id's verdict is complete when `key_rows` holds every row sharing one of
+    A landing id's verdict is complete when `key_rows` holds every event sharing one of
     its keys (the caller's job across batches); rows of other events may be partial."""
-    group = ("tenant_id", "kind", "key")
-    precedence = {rule: i for i, rule in enumerate(RULES)}
-    return (
-        key_rows.with_columns(
-            pl.col("landing_id").min().over(group).alias("duplicate_of_landing_id"),
-            pl.col("event_id").sort_by("landing_id").first().over(group).alias("duplicate_of_event_id"),
-            pl.col("kind").replace_strict(precedence, return_dtype=pl.Int8).alias("precedence"),
+    verdicts = []
+    for precedence, rule in enumerate(RULES):
+        key = (pl.col("tenant_id"), pl.col(f"{rule}_digest"))
+        # Most keys are unique: keep only those shared, before the costlier windows.
+        shared = key_rows.filter(key[1].is_not_null() & pl.struct(*key).is_duplicated())
+        verdicts.append(
+            shared.select(
+                "landing_id",
+                pl.lit(rule).alias("rule"),
+                pl.col("event_id").sort_by("landing_id").first().over(*key).alias("duplicate_of_event_id"),
+                pl.col("landing_id").min().over(*key).alias("duplicate_of_landing_id"),
+                pl.lit(precedence, pl.Int8).alias("precedence"),
+            )
         )
+    return (
+        pl.concat(verdicts)
         .filter(pl.col("duplicate_of_landing_id") < pl.col("landing_id"))
         .sort("landing_id", "duplicate_of_landing_id", "precedence")
         .unique("landing_id", keep="first", maintain_order=True)
-        .select(
-            "landing_id",
-            pl.col("kind").alias("rule"),
-            "duplicate_of_event_id",
-            "duplicate_of_landing_id",
-        )
+        .drop("precedence")
         .cast(VERDICT_SCHEMA)
     )

@@ -52,7 +52,7 @@ def test_flush_processes_the_backlog_and_builds_the_marts_now(dagster, settings,
             ).fetchall()
     assert sessions == [("/f",)]
     run_id = conn.execute(
-        "select run_id from ops.batches b join landing.events_raw r on r.batch_id = b.id where r.tenant_id = %s",
+        "select run_id from ops.batches b join warehouse.events e on e.batch_id = b.id where e.tenant_id = %s",
         (tenant[0].id,),
     ).fetchone()[0]
     assert run_id == flushed.json()["runId"]

@@ -9,7 +9,10 @@ import pytest
 
 from orchestration.batches import process_backlog
 from orchestration.checks import (
+    backlog_figures,
+    backlog_is_fresh,
     duplicate_rate_is_below_threshold,
+    freshness_result,
     landing_is_conserved,
     rate_result,
     recent_figures,
@@ -61,3 +64,47 @@ def test_the_checks_run_against_the_warehouse(drained):
     ):
         result = check(database=database)
         assert result.passed == (result.metadata[rate].value <= result.metadata["threshold"].value)
+
+
+def test_the_freshness_check_passes_with_no_backlog_and_with_a_fresh_one(drained, conn, tenant):
+    # `drained` processed every landed row of this session's database just now, and nothing
+    # else writes to it while this test runs (tests run one at a time).
+    database = TributaryDatabase()
+    assert backlog_figures(conn) == (0, None)
+    result = backlog_is_fresh(database=database)
+    assert result.passed and result.metadata["backlog"].value == 0
+
+    land(conn, tenant[0].id, [page_view(), page_view()])
+    result = backlog_is_fresh(database=database)
+    assert result.passed
+    assert result.metadata["backlog"].value == 2
+    assert 0 <= result.metadata["oldest_waiting_seconds"].value < result.metadata["threshold_seconds"].value
+    with psycopg.connect(drained) as worker:
+        list(process_backlog(worker, tracking_plan.load(), Limits(), 10_000))
+    assert backlog_figures(conn) == (0, None)
+
+
+def test_the_freshness_check_fails_when_a_landed_event_has_waited_too_long(drained, conn, tenant):
+    # Global by design (the backlog is shared by all tenants); after `drained`, this row is the
+    # whole backlog, so the check sees it whatever other tests landed before.
+    threshold = TributaryDatabase().settings.max_backlog_age_seconds
+    conn.execute(
+        "insert into landing.events_raw (tenant_id, received_at, wire_format, payload)"
+        " values (%s, now() - make_interval(secs => %s), 'native', %s)",
+        (tenant[0].id, threshold + 3600, json.dumps(page_view())),
+    )
+    try:
+        result = backlog_is_fresh(database=TributaryDatabase())
+        assert result.passed is False
+        assert result.metadata["backlog"].value >= 1
+        assert result.metadata["oldest_waiting_seconds"].value >= threshold + 3600
+        assert result.metadata["threshold_seconds"].value == threshold
+    finally:
+        with psycopg.connect(drained) as worker:  # leave no stale backlog to later tests
+            list(process_backlog(worker, tracking_plan.load(), Limits(), 10_000))
+
+
+def test_the_freshness_threshold_is_inclusive():
+    assert freshness_result(0, None, 300).passed is True
+    assert freshness_result(5, 300.0, 300).passed is True
+    assert freshness_result(5, 300.5, 300).passed is False

@@ -41,15 +41,17 @@ def assert_processed_once_and_conserved(conn: psycopg.Connection, tenant_id) -> 
         {"t": tenant_id},
     ).fetchall()
     assert not twice
-    # Each landing row's marker names the batch that wrote its outcome.
-    assert (
-        conn.execute(
-            "select count(*) from warehouse.events e join landing.events_raw r on r.id = e.landing_id"
-            " where r.tenant_id = %s and e.batch_id <> r.batch_id",
-            (tenant_id,),
-        ).fetchone()[0]
-        == 0
-    )
+    # ...and every landed row has its outcome: exactly once each.
+    missing = conn.execute(
+        """
+        select count(*) from landing.events_raw r where r.tenant_id = %(t)s and not exists (
+            select from warehouse.events o where o.landing_id = r.id
+            union all select from warehouse.event_rejects o where o.landing_id = r.id
+            union all select from warehouse.event_duplicates o where o.landing_id = r.id)
+        """,
+        {"t": tenant_id},
+    ).fetchone()[0]
+    assert missing == 0
 
 
 @pytest.fixture
