@@ -13,8 +13,10 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
+import psycopg
 
 from tributary import db, migrations, summary, tenants
 from tributary.settings import Settings, get_settings
@@ -34,11 +36,42 @@ def _ready_database(settings: Settings, quiet: bool = False) -> str:
         url = db.database_url(settings)
         with db.connect(settings, autocommit=True) as conn:
             applied = migrations.migrate(conn)
+            _set_reader_password(settings, conn)
     except (db.DatabaseError, OSError) as error:
         raise click.ClickException(str(error)) from error
     if applied and not quiet:
         click.echo(f"applied migrations: {', '.join(applied)}", err=True)
     return url
+
+
+def _set_reader_password(settings: Settings, conn: psycopg.Connection) -> None:
+    """Give the BI role its password (a no-op when it has it). A server where Tributary's
+    role may not do that gets a warning, not a failure: ingest does not depend on it."""
+    password = db.reader_password(settings)
+    if password is None:
+        return
+    try:
+        db.ensure_reader_password(conn, password)
+    except psycopg.errors.InsufficientPrivilege as error:
+        click.echo(f"warning: could not set the password of {db.READER}: {error}".rstrip(), err=True)
+
+
+def _cli() -> str:
+    """How to call this CLI from the current folder: `.venv/bin/tributary` from a checkout."""
+    script = Path(sys.executable).parent / "tributary"
+    if not script.exists():
+        return "tributary"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return "tributary" if os.environ.get("VIRTUAL_ENV") else str(script)
+
+
+def _reader_where(settings: Settings) -> str:
+    """Where BI tools connect, without the password."""
+    if settings.embedded:
+        return f"{db.TCP_HOST}:{settings.db_port}, database {db.DATABASE}, user {db.READER}"
+    return f"DATABASE_URL's server, user {db.READER}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,6 +117,8 @@ def db_status() -> None:
             click.echo(f"embedded PostgreSQL: stopped (data in {settings.pg_data})")
             sys.exit(1)
         click.echo(f"embedded PostgreSQL: running, pid {status.pid}, data in {settings.pg_data}")
+        if status.listen_address:
+            click.echo(f"BI tools: {status.listen_address}:{status.port} as {db.READER} (`tributary db url --reader`)")
     try:
         with db.connect(settings, autocommit=True) as conn:
             version = conn.execute("select current_setting('server_version')").fetchone()[0]
@@ -99,9 +134,18 @@ def db_status() -> None:
 
 
 @db_group.command("url")
-def db_url() -> None:
-    """Print the URL that psql and other tools can use."""
-    click.echo(db.database_url(_settings(), start=False))
+@click.option(
+    "--reader",
+    is_flag=True,
+    help="The URL for BI tools instead: the read-only role tributary_reader (marts only) over TCP, with its password.",
+)
+def db_url(reader: bool) -> None:
+    """Print the URL that psql and other tools can use (Tributary's own, over the local socket)."""
+    settings = _settings()
+    try:
+        click.echo(db.reader_database_url(settings) if reader else db.database_url(settings, start=False))
+    except (db.DatabaseError, psycopg.Error, OSError) as error:
+        raise click.ClickException(str(error).strip()) from error
 
 
 @db_group.command("migrate")
@@ -111,7 +155,8 @@ def db_migrate() -> None:
     try:
         with db.connect(settings, autocommit=True) as conn:
             applied = migrations.migrate(conn)
-    except db.DatabaseError as error:
+            _set_reader_password(settings, conn)
+    except (db.DatabaseError, OSError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"applied: {', '.join(applied)}" if applied else "the schema is up to date")
 
@@ -328,6 +373,8 @@ def up() -> None:
             f"  Dagster    {services[1].url}   (the sensor processes new events every "
             f"{settings.sensor_interval_seconds} s)\n"
             f"  database   {db.database_url(settings, start=False)}\n"
+            f"  BI tools   {_reader_where(settings)} (reads the marts only);\n"
+            f"             its URL, password included: {_cli()} db url --reader\n"
             f"  logs       {logs}\n"
             f"  tenant     {tenant.name} ({tenant.id})\n"
             f"  write key  {key}   (new for this session; only its hash is stored)\n"
@@ -337,7 +384,7 @@ def up() -> None:
             f"-H 'Content-Type: application/json' "
             f'-d \'{{"eventType": "page_viewed", "anonymousId": "visitor-1", '
             f'"context": {{"page": {{"url": "https://example.com/"}}}}}}\'\n'
-            f'Then, within a minute: psql "{db.database_url(settings, start=False)}" '
+            f'Then, within a minute: psql "$({_cli()} db url --reader)" '
             f"-c 'select * from marts.fct_sessions order by started_at desc limit 5'\n\n"
             f"Ctrl-C stops everything."
         )

@@ -6,29 +6,45 @@ wheel's bundled `initdb`/`pg_ctl` ourselves rather than through its
 `get_server()`, because that helper opens every parent folder to 755 when run as
 root and stops the server when the Python process exits; a CLI needs a server
 that outlives the command that started it, and must not loosen /tmp or /root.
+
+The embedded server listens on its Unix socket (Tributary itself, trusted) and on TCP
+127.0.0.1 only, at `TRIBUTARY_DB_PORT` (BI tools, with a password). Over TCP only
+`tributary_reader` can log in: it is the one role with a password, which lives in
+`$TRIBUTARY_HOME/reader-password` unless `TRIBUTARY_READER_PASSWORD` gives one.
 """
 
 from __future__ import annotations
 
+import base64
+import errno
 import fcntl
 import hashlib
+import hmac
 import importlib.util
 import os
 import pwd
+import secrets
+import socket
 import stat
 import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from tributary.settings import Settings
 
 DATABASE = "tributary"
 SUPERUSER = "postgres"
+# The read-only role BI tools log in as (created by migration 0001; it reads `marts` only).
+READER = "tributary_reader"
+# The only address the embedded server listens on over TCP. Never a public interface.
+TCP_HOST = "127.0.0.1"
 # PostgreSQL refuses to run as root; as root we run it as this system user.
 SERVER_USER = "tributary_pg"
 # Unix socket paths are limited to 107 bytes; deeper checkouts use /tmp instead.
@@ -36,7 +52,8 @@ _MAX_SOCKET_PATH = 100
 
 SERVER_CONF = """
 # Tributary: written once by `tributary db start` after initdb.
-listen_addresses = ''
+# TCP on the loopback only; `tributary db start` also forces this on the command line.
+listen_addresses = '127.0.0.1'
 max_connections = 200
 shared_buffers = 256MB
 max_wal_size = 2GB
@@ -44,6 +61,19 @@ checkpoint_timeout = 15min
 # Durability is the product: never turn these off.
 fsync = on
 synchronous_commit = on
+"""
+
+
+def _pg_hba() -> str:
+    return f"""\
+# Written by Tributary at every start of the embedded server; edits are overwritten.
+# TYPE  DATABASE     USER  ADDRESS        METHOD
+# The Unix socket, in a folder only its owner can enter: Tributary itself, as before.
+local   all          all                  trust
+local   replication  all                  trust
+# TCP, on {TCP_HOST} only (listen_addresses): BI tools, always with a password (SCRAM).
+# Only {READER} is given a password, so only it can log in this way.
+host    {DATABASE}    all   {TCP_HOST}/32   scram-sha-256
 """
 
 
@@ -66,6 +96,8 @@ class ServerStatus:
     pid: int | None
     socket_dir: Path | None
     port: int | None
+    listen_address: str | None = None
+    """The TCP address it listens on (127.0.0.1), or None when it listens on its socket only."""
 
 
 class EmbeddedServer:
@@ -99,7 +131,8 @@ class EmbeddedServer:
             return ServerStatus(False, None, None, None)
         except PermissionError:
             pass
-        return ServerStatus(True, pid, Path(lines[4]) if lines[4] else None, int(lines[3]))
+        listen = lines[5].strip() if len(lines) > 5 else ""
+        return ServerStatus(True, pid, Path(lines[4]) if lines[4] else None, int(lines[3]), listen or None)
 
     def start(self) -> bool:
         """Initialise if needed and start; True if this call started it."""
@@ -107,12 +140,19 @@ class EmbeddedServer:
         with self._lock():
             if self.status().running:
                 return False
+            self._check_port_free()
             if not (self.data_dir / "PG_VERSION").exists():
                 self._initdb()
+            self._write_pg_hba()
             socket_dir = self.socket_dir
             socket_dir.mkdir(parents=True, exist_ok=True)
+            if socket_dir != self.data_dir:
+                # The socket accepts its users without a password: keep others out of its folder.
+                socket_dir.chmod(0o700)
             self._own(socket_dir)
-            options = f"-k {socket_dir} -p {self.port}"
+            # -h: listen on the loopback only, whatever postgresql.conf or ALTER SYSTEM say.
+            options = f"-k {socket_dir} -p {self.port} -h {TCP_HOST}"
+            log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
             proc = self._run(
                 [
                     _bin("pg_ctl"),
@@ -129,7 +169,12 @@ class EmbeddedServer:
                 ],
             )
             if proc.returncode != 0:
-                tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
+                log = self.log_file.read_bytes()[log_offset:].decode(errors="replace") if self.log_file.exists() else ""
+                tail = log[-2000:]
+                bind_errors = [line for line in log.splitlines() if "could not bind" in line]
+                if bind_errors:
+                    # The port was taken between our check and the server's own bind.
+                    raise DatabaseError(_port_in_use_message(self.port, bind_errors[0].strip()))
                 raise DatabaseError(f"PostgreSQL did not start (pg_ctl: {proc.stderr.strip()}).\n{tail}")
             self._create_database()
             return True
@@ -167,6 +212,28 @@ class EmbeddedServer:
         with open(self.data_dir / "postgresql.conf", "a") as conf:
             conf.write(SERVER_CONF)
 
+    def _check_port_free(self) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As PostgreSQL itself binds: a port left in TIME_WAIT is free, one listened on is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((TCP_HOST, self.port))
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise DatabaseError(_port_in_use_message(self.port, "address already in use")) from None
+                raise DatabaseError(
+                    f"cannot listen on {TCP_HOST}:{self.port} ({error.strerror}); "
+                    f"set TRIBUTARY_DB_PORT to another port (1024-65535)"
+                ) from None
+
+    def _write_pg_hba(self) -> None:
+        path = self.data_dir / "pg_hba.conf"
+        path.write_text(_pg_hba())
+        path.chmod(0o600)
+        if os.geteuid() == 0:
+            account = _server_account()
+            os.chown(path, account.pw_uid, account.pw_gid)
+
     def _create_database(self) -> None:
         with psycopg.connect(self.url(database="postgres"), autocommit=True) as conn:
             exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
@@ -197,6 +264,14 @@ class EmbeddedServer:
         account = _server_account()
         os.chown(path, account.pw_uid, account.pw_gid)
         _make_traversable(path)
+
+
+def _port_in_use_message(port: int, detail: str) -> str:
+    return (
+        f"the embedded PostgreSQL cannot listen on {TCP_HOST}:{port} ({detail}): another program uses "
+        f"that port, perhaps another PostgreSQL or another Tributary home's server. Set TRIBUTARY_DB_PORT "
+        f"to a free port (e.g. TRIBUTARY_DB_PORT={port + 1 if port < 65535 else 5433}) and start again."
+    )
 
 
 def _server_account() -> pwd.struct_passwd:
@@ -238,6 +313,129 @@ def database_url(settings: Settings, *, start: bool = True) -> str:
 
 def connect(settings: Settings, **kwargs) -> psycopg.Connection:
     return psycopg.connect(database_url(settings), **kwargs)
+
+
+# ── the BI reader ───────────────────────────────────────────────────────────────
+
+# pg_advisory_xact_lock key, "tributary reader": processes starting at once (the API and
+# `tributary up`) set the password one after the other, never concurrently.
+_READER_LOCK_KEY = 0x7472_6962_7265
+
+
+def reader_password(settings: Settings, *, create: bool = True) -> str | None:
+    """The password of `tributary_reader`: TRIBUTARY_READER_PASSWORD when set; else, for the
+    embedded server, the one kept in $TRIBUTARY_HOME/reader-password (mode 0600), made the
+    first time it is needed. None for an external server without TRIBUTARY_READER_PASSWORD:
+    Tributary then leaves the role's password to whoever runs that server."""
+    if settings.reader_password:
+        return settings.reader_password
+    if not settings.embedded:
+        return None
+    path = settings.reader_password_file
+    if path.exists() or not create:
+        return _read_password_file(path) if path.exists() else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    handle = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(handle, "w") as out:
+        out.write(secrets.token_urlsafe(24) + "\n")
+    try:
+        # Atomic, and refuses to replace: two processes starting at once keep the first one's.
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+    return _read_password_file(path)
+
+
+def _read_password_file(path: Path) -> str:
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    password = path.read_text().strip()
+    if not password:
+        raise DatabaseError(f"{path} is empty: delete it (a new password is made) or set TRIBUTARY_READER_PASSWORD")
+    return password
+
+
+def ensure_reader_password(conn: psycopg.Connection, password: str) -> bool:
+    """Give `tributary_reader` this password unless it has it already; True if it changed.
+
+    The password is sent as a SCRAM verifier computed here, so its clear text never reaches
+    the server (nor its logs). `conn` must be in autocommit mode."""
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(%s)", (_READER_LOCK_KEY,))
+        if not conn.execute("select 1 from pg_roles where rolname = %s", (READER,)).fetchone():
+            raise DatabaseError(f"the role {READER} does not exist yet: run `tributary db migrate`")
+        if conn.execute("select current_setting('is_superuser')").fetchone()[0] == "on":
+            stored = conn.execute("select rolpassword from pg_authid where rolname = %s", (READER,)).fetchone()[0]
+            if stored and _scram_matches(stored, password):
+                return False
+        verifier = conn.pgconn.encrypt_password(password.encode(), READER.encode(), b"scram-sha-256").decode()
+        conn.execute(sql.SQL("alter role {} password {}").format(sql.Identifier(READER), sql.Literal(verifier)))
+    return True
+
+
+def _scram_matches(verifier: str, password: str) -> bool:
+    """Whether a stored `SCRAM-SHA-256$iterations:salt$StoredKey:ServerKey` (RFC 5803) is this password's."""
+    try:
+        method, iterations_salt, keys = verifier.split("$")
+        iterations, salt = iterations_salt.split(":")
+        stored_key = keys.split(":")[0]
+        if method != "SCRAM-SHA-256":
+            return False
+        salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+        client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+        return hmac.compare_digest(hashlib.sha256(client_key).digest(), base64.b64decode(stored_key))
+    except ValueError:
+        return False
+
+
+def reader_url(settings: Settings, password: str) -> str:
+    """The URL BI tools use: `tributary_reader` over TCP, on 127.0.0.1 for the embedded server,
+    else on DATABASE_URL's host, port and database (keeping options such as sslmode)."""
+    credentials = f"{READER}:{quote(password, safe='')}"
+    if settings.embedded:
+        return f"postgresql://{credentials}@{TCP_HOST}:{settings.db_port}/{DATABASE}"
+    try:
+        params = conninfo_to_dict(settings.database_url)
+    except psycopg.Error as error:
+        raise DatabaseError(f"DATABASE_URL is not a PostgreSQL URL: {error}") from None
+    for own in ("user", "password", "passfile"):
+        params.pop(own, None)
+    host, port = params.pop("host", ""), params.pop("port", "")
+    database = quote(params.pop("dbname", "") or "", safe="")
+    if host.startswith("/") or "," in host:
+        # A socket folder or several hosts: as query parameters, which libpq reads alike.
+        params = {"host": host, **({"port": port} if port else {}), **params}
+        netloc = ""
+    else:
+        netloc = f"[{host}]" if ":" in host else host
+        netloc += f":{port}" if port else ""
+    query = f"?{urlencode(params)}" if params else ""
+    return f"postgresql://{credentials}@{netloc}/{database}{query}"
+
+
+def reader_database_url(settings: Settings) -> str:
+    """The reader's URL, once the role surely has the password it carries."""
+    if settings.embedded:
+        status = embedded_server(settings).status()
+        if not status.running:
+            raise DatabaseError("the embedded PostgreSQL is not running: start it with `tributary db start`")
+        if status.listen_address != TCP_HOST:
+            raise DatabaseError(
+                "the embedded PostgreSQL was started without TCP (by an older Tributary): restart it, "
+                "`tributary db stop` then `tributary db start`, so BI tools can reach it"
+            )
+    password = reader_password(settings)
+    if password is None:
+        raise DatabaseError(
+            f"DATABASE_URL is set and TRIBUTARY_READER_PASSWORD is not: set it to the password "
+            f"{READER} should have on that server (Tributary gives it to the role when it migrates)"
+        )
+    with psycopg.connect(database_url(settings, start=False), autocommit=True) as conn:
+        ensure_reader_password(conn, password)
+    return reader_url(settings, password)
 
 
 def wait_until_ready(url: str, timeout: float = 30.0) -> None:

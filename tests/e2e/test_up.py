@@ -1,4 +1,5 @@
-"""`make up` as a user meets it: start, post the printed curl's event, see it in the marts, Ctrl-C."""
+"""`make up` as a user meets it: start, post the printed curl's event, see it in the marts (as
+Tributary, and as a BI tool over TCP with the reader URL), Ctrl-C."""
 
 import os
 import queue
@@ -88,6 +89,33 @@ def test_an_event_posted_under_make_up_reaches_the_marts_without_a_manual_step(u
                         "select landing_page, page_views from marts.fct_sessions where anonymous_id = 'visitor-up'"
                     ).fetchall()
         assert sessions == [("/up", 1)], "".join(seen)
+
+        # A BI tool: where `up` said, with the URL of the command it named, over TCP.
+        printed = "".join(seen)
+        assert f"BI tools   127.0.0.1:{settings.db_port}, database tributary, user tributary_reader" in printed
+        assert "db url --reader" in printed
+        reader = subprocess.run(
+            [sys.executable, "-m", "tributary.cli", "db", "url", "--reader"],
+            cwd=PROJECT_DIR,
+            env=up_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert reader.returncode == 0, reader.stderr
+        reader_url = reader.stdout.strip()
+        assert (
+            reader_url.startswith("postgresql://tributary_reader:") and f"@127.0.0.1:{settings.db_port}/" in reader_url
+        )
+        password = settings.reader_password_file.read_text().strip()
+        assert password not in printed, "`up` must not print the reader's password"
+        with psycopg.connect(reader_url, autocommit=True) as bi:
+            assert bi.execute("select host(inet_server_addr())").fetchone()[0] == "127.0.0.1"
+            assert bi.execute(
+                "select landing_page, page_views from marts.fct_sessions where anonymous_id = 'visitor-up'"
+            ).fetchall() == [("/up", 1)]
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                bi.execute("select count(*) from landing.events_raw")
 
         api_url = curl.removesuffix("/v1/events")
         stats = httpx.get(f"{api_url}/v1/admin/stats", headers={"Authorization": f"Bearer {admin}"})

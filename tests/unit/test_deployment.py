@@ -64,3 +64,19 @@ def test_the_readme_lists_every_cli_command():
         subcommands = getattr(command, "commands", {None: None})
         for sub in subcommands:
             assert f"tributary {name}{' ' + sub if sub else ''}" in readme, f"tributary {name} {sub or ''}"
+
+
+def test_migrate_gives_the_reader_the_password_the_other_services_know():
+    # `migrate` sets tributary_reader's password; `tributary db url --reader` in any service prints it.
+    migrate = COMPOSE["services"]["migrate"]["environment"]
+    for name in ("api", "dagster-webserver", "dagster-daemon"):
+        service = COMPOSE["services"][name]["environment"]
+        assert migrate["DATABASE_URL"] == service["DATABASE_URL"], name
+        assert migrate["TRIBUTARY_READER_PASSWORD"] == service["TRIBUTARY_READER_PASSWORD"], name
+    assert migrate["TRIBUTARY_READER_PASSWORD"].startswith("${TRIBUTARY_READER_PASSWORD"), "settable from .env"
+
+
+def test_postgres_is_published_on_the_loopback_only():
+    assert COMPOSE["services"]["postgres"]["ports"]
+    for port in COMPOSE["services"]["postgres"]["ports"]:
+        assert str(port).startswith("127.0.0.1:"), port
