@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: help install up demo test test-unit bench lint clean
+.PHONY: help install up demo test test-unit bench lint docs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,12 @@ lint: install ## Check style with ruff
 	$(BIN)/ruff check tributary ingest_api orchestration tests bench
 	$(BIN)/ruff format --check tributary ingest_api orchestration tests bench
 
-clean: ## Remove the virtualenv, the dbt build output and local data (.tributary)
+docs: install ## Build dbt's docs site (every mart, column and definition) and say how to serve it
+	$(BIN)/tributary db start
+	$(BIN)/python -m orchestration.dbt_cli docs generate --static
+	@echo "dbt docs: open dbt_project/target/static_index.html (one self-contained file), or serve the site"
+	@echo "  (dbt_project/target/index.html) at http://127.0.0.1:8080: $(BIN)/python -m orchestration.dbt_cli docs serve --port 8080"
+
+clean: ## Remove the virtualenv, the dbt build output (docs included) and local data (.tributary)
 	-$(BIN)/tributary db stop 2>/dev/null
 	rm -rf $(VENV) dbt_project/target dbt_project/logs .tributary

@@ -27,6 +27,7 @@ def test_the_asset_graph_runs_from_landing_to_the_marts():
 def test_conservation_and_dbt_tests_are_asset_checks():
     checks = {c.name for c in defs.resolve_asset_graph().asset_check_keys}
     assert "landing_is_conserved" in checks
+    assert "backlog_is_fresh" in checks
     assert "unique_fct_sessions_session_key" in checks
 
 
@@ -47,3 +48,20 @@ def test_batch_metadata_adds_up_the_batches_of_a_run():
     assert metadata["claimed"].value == 20 and metadata["events"].value == 16
     assert metadata["rejects_by_reason"].value == {"too_old": 3}
     assert metadata["events_per_s"].value == 20.0
+
+
+def test_a_nightly_schedule_checks_that_the_incremental_marts_equal_a_full_refresh():
+    schedule = defs.resolve_schedule_def("nightly_marts_verification")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == "verify_marts"
+    assert schedule.cron_schedule == "30 3 * * *" and schedule.execution_timezone == "UTC"
+    job = defs.resolve_job_def("verify_marts")
+    assert [n.name for n in job.nodes_in_topological_order] == ["incremental_marts_equal_a_full_refresh"]
+
+
+def test_every_mart_is_an_asset_and_is_verified():
+    from orchestration.verify_marts import MARTS
+
+    assets = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {f"marts/{table}" for table in MARTS} <= assets
+    assert "intermediate/int_events_sessionized" in assets

@@ -1,13 +1,70 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='landing_id',
+        on_schema_change='sync_all_columns',
+        indexes=[
+            {'columns': ['landing_id'], 'unique': true},
+            {'columns': ['tenant_id', 'session_partition_id']},
+            {'columns': ['tenant_id', 'anonymous_id']},
+            {'columns': ['tenant_id', 'stitched_user_id']},
+            {'columns': ['session_key']},
+        ],
+        pre_hook="{{ int_events_prepare_scope() }}",
+        post_hook="{{ int_events_log_added() }}",
+    )
+}}
+
 {%- set timeout_minutes = var('tributary__session_timeout_minutes') -%}
 {%- set max_session_seconds = var('tributary__max_session_hours') * 3600 -%}
+{% set scope = incremental_scope() %}
 
 with
+
+{% if scope.full %}
 
 events as (
 
     select * from {{ ref('stg_tributary__events') }}
 
 ),
+
+identity_events as (
+
+    select * from events
+
+),
+
+{% else %}
+
+-- Incremental: every event of the partitions the pre-hook put in scope
+-- (int_events_scope), so each of their sessions is recomputed whole.
+events as (
+
+    select * from {{ ref('stg_tributary__events') }} as events
+    where (events.tenant_id, {{ session_source('events') }}, {{ session_partition_id('events') }}) in (
+            select tenant_id, session_source, session_partition_id
+            from int_events_scope where landing_id is null
+        )
+        or events.landing_id in (
+            select landing_id from int_events_scope where landing_id is not null
+        )
+
+),
+
+-- Stitching needs every event of the anonymous ids in scope, in or out of it.
+identity_events as (
+
+    select * from {{ ref('stg_tributary__events') }} as events
+    where events.user_id is not null
+        and (events.tenant_id, events.anonymous_id) in (
+            select distinct tenant_id, anonymous_id from events where anonymous_id is not null
+        )
+
+),
+
+{% endif %}
 
 -- Stitching: the latest user each anonymous id was seen with, by occurred_at.
 identities as (
@@ -17,7 +74,7 @@ identities as (
         anonymous_id,
         user_id as identified_user_id
 
-    from events
+    from identity_events
     where anonymous_id is not null
         and user_id is not null
     order by tenant_id, anonymous_id, occurred_at desc, event_id desc
@@ -33,11 +90,8 @@ partitioned as (
     select
         events.*,
         coalesce(events.user_id, identities.identified_user_id) as stitched_user_id,
-        case
-            when events.session_id is not null then 'client'
-            when events.visitor_id is not null then 'inferred'
-        end as session_source,
-        coalesce(events.session_id, events.anonymous_id, events.user_id) as session_partition_id
+        {{ session_source('events') }} as session_source,
+        {{ session_partition_id('events') }} as session_partition_id
 
     from events
     left join identities

@@ -1,20 +1,53 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['tenant_id', 'activity_date'],
+        on_schema_change='sync_all_columns',
+        indexes=[{'columns': ['tenant_id', 'activity_date'], 'unique': true}],
+        pre_hook="{{ delete_incremental_scope(['tenant_id', 'activity_date'], agg_tenant_daily_scope) }}",
+    )
+}}
+
+{% set scope = incremental_scope() %}
+
 with
+
+{% if not scope.full -%}
+-- Incremental: the days the unread changes touch, recomputed whole.
+days_in_scope as (
+
+    {{ agg_tenant_daily_scope(unread_changes(scope)) }}
+
+),
+
+{% endif -%}
 
 events as (
 
     select * from {{ ref('stg_tributary__events') }}
+    {%- if not scope.full %}
+    where (tenant_id, event_date) in (select * from days_in_scope)
+    {%- endif %}
 
 ),
 
 sessions as (
 
     select * from {{ ref('fct_sessions') }}
+    {%- if not scope.full %}
+    where (tenant_id, cast((started_at at time zone 'UTC') as date)) in (select * from days_in_scope)
+    {%- endif %}
 
 ),
 
 jobs as (
 
     select * from {{ ref('fct_jobs') }}
+    {%- if not scope.full %}
+    where (tenant_id, cast((created_at at time zone 'UTC') as date)) in (select * from days_in_scope)
+        or (tenant_id, cast((finished_at at time zone 'UTC') as date)) in (select * from days_in_scope)
+    {%- endif %}
 
 ),
 
@@ -42,7 +75,8 @@ daily_sessions as (
         cast((started_at at time zone 'UTC') as date) as activity_date,
         count(*) as sessions,
         count(*) filter (where is_bounce) as bounced_sessions,
-        avg(duration_seconds) as mean_session_seconds
+        -- numeric, exact: a float average would depend on the order rows are read in
+        cast(avg(extract(epoch from (ended_at - started_at))) as double precision) as mean_session_seconds
 
     from sessions
     group by 1, 2
@@ -67,10 +101,7 @@ jobs_finished as (
 
     select
         tenant_id,
-        cast((
-            case status when 'completed' then completed_at else failed_at end
-            at time zone 'UTC'
-        ) as date) as activity_date,
+        cast((finished_at at time zone 'UTC') as date) as activity_date,
         count(*) filter (where status = 'completed') as jobs_completed,
         count(*) filter (where status = 'failed') as jobs_failed
 

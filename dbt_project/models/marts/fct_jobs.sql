@@ -1,3 +1,20 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='job_key',
+        on_schema_change='sync_all_columns',
+        indexes=[
+            {'columns': ['job_key'], 'unique': true},
+            {'columns': ['tenant_id', 'job_id']},
+        ],
+        pre_hook="{{ delete_incremental_scope(['tenant_id', 'job_id'], fct_jobs_scope) }}",
+    )
+}}
+
+-- depends_on: {{ ref('int_events_sessionized') }}
+-- (read through the change log: this model must run after it)
+
 with
 
 events as (
@@ -10,10 +27,7 @@ job_events as (
 
     select
         tenant_id,
-        coalesce(
-            props ->> 'job_id',
-            case when entity_type = 'job' then entity_id end
-        ) as job_id,
+        {{ job_id('events') }} as job_id,
         event_id,
         event_type,
         -- created → started → completed / failed, to order events with one timestamp
@@ -23,10 +37,12 @@ job_events as (
             else 3
         end as lifecycle_step,
         occurred_at,
+        props ->> 'queue' as queue,
         props ->> 'error_message' as error_message
 
     from events
     where event_type in {{ sql_list(job_lifecycle_event_types()) }}
+        and {{ in_incremental_scope(['events.tenant_id', job_id('events')], fct_jobs_scope) }}
 
 ),
 
@@ -40,6 +56,11 @@ jobs as (
         min(occurred_at) filter (where event_type = 'job_started') as started_at,
         max(occurred_at) filter (where event_type = 'job_completed') as completed_at,
         max(occurred_at) filter (where event_type = 'job_failed') as failed_at,
+        coalesce(
+            (array_agg(queue order by occurred_at, lifecycle_step, event_id)
+                filter (where queue is not null))[1],
+            'default'
+        ) as queue,
         (array_agg(error_message order by occurred_at desc, event_id desc)
             filter (where event_type = 'job_failed'))[1] as error_message
 
@@ -69,11 +90,13 @@ final as (
         {{ surrogate_key(['tenant_id', 'job_id']) }} as job_key,
         tenant_id,
         job_id,
+        queue,
         status,
         created_at,
         started_at,
         completed_at,
         failed_at,
+        finished_at,
         {{ seconds_between('created_at', 'started_at') }} as queue_seconds,
         {{ seconds_between('started_at', 'finished_at') }} as run_seconds,
         {{ seconds_between('created_at', 'finished_at') }} as total_seconds,

@@ -1,9 +1,25 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='session_key',
+        on_schema_change='sync_all_columns',
+        indexes=[
+            {'columns': ['session_key'], 'unique': true},
+            {'columns': ['tenant_id', 'started_at']},
+            {'columns': ['tenant_id', 'user_id']},
+        ],
+        pre_hook="{{ delete_incremental_scope(['session_key'], fct_sessions_scope) }}",
+    )
+}}
+
 with
 
 sessionized as (
 
     select * from {{ ref('int_events_sessionized') }}
     where session_key is not null
+        and {{ in_incremental_scope(['session_key'], fct_sessions_scope) }}
 
 ),
 
@@ -17,7 +33,9 @@ first_events as (
         utm_campaign,
         utm_term,
         utm_content,
+        session_source,
         device_type,
+        device,
         browser,
         os
 
@@ -61,6 +79,7 @@ final as (
     select
         sessions.session_key,
         sessions.tenant_id,
+        first_events.session_source,
         sessions.session_id,
         sessions.user_id,
         sessions.anonymous_id,
@@ -78,6 +97,7 @@ final as (
         first_events.utm_term,
         first_events.utm_content,
         first_events.device_type,
+        first_events.device,
         first_events.browser,
         first_events.os,
         sessions.page_views = 1 and sessions.engagement_events = 0 as is_bounce
