@@ -28,6 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# TRIBUTARY_BENCH_STATEMENTS=1: also print where PostgreSQL spends its time (pg_stat_statements).
+STATEMENTS = os.environ.get("TRIBUTARY_BENCH_STATEMENTS") == "1"
 CHUNK = 50_000
 
 BROWSERS = [
@@ -211,12 +213,22 @@ def child(n: int) -> dict:
 
         server.start()
         url = db.database_url(settings)
+        if STATEMENTS:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("alter system set shared_preload_libraries = 'pg_stat_statements'")
+            server.stop()
+            server.start()
         with psycopg.connect(url, autocommit=True) as conn:
             migrations.migrate(conn)
+            if STATEMENTS:
+                conn.execute("create extension pg_stat_statements")
             tenant, _ = tenants.create(conn, "bench")
             land_seconds = land(conn, str(tenant.id), n)
             conn.execute("select count(*) from landing.events_raw where payload is not null").fetchone()
         move_seconds = plain_move(url)
+        if STATEMENTS:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("select pg_stat_statements_reset()")
         workers = settings.processing_workers
         server_cpu = ServerCpu(settings.pg_data)
         with PeakRss() as rss:
@@ -226,6 +238,15 @@ def child(n: int) -> dict:
             )
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         pg_cpu = server_cpu.used()
+        if STATEMENTS:
+            with psycopg.connect(url, autocommit=True) as conn:
+                top = conn.execute(
+                    "select total_exec_time, calls, regexp_replace(left(query, 200), '\\s+', ' ', 'g')"
+                    " from pg_stat_statements where toplevel order by 1 desc limit 10"
+                ).fetchall()
+            print("top statements while processing (ms per 10,000 events, calls):", file=sys.stderr)
+            for total, calls, query in top:
+                print(f"{total / n * 10_000:9.1f} {calls:6d}  {query[:110]}", file=sys.stderr)
         with psycopg.connect(url, autocommit=True) as conn:
             # From the tables, not the batches' own figures: a batch that ran before an
             # earlier-landed copy of one of its events sees that event moved to duplicates later.
@@ -279,6 +300,8 @@ def main() -> None:
         )
         if done.returncode != 0:
             sys.exit(f"the {n:,}-event run failed:\n{done.stderr[-4000:]}")
+        if STATEMENTS:
+            print(done.stderr, end="")
         figures.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"{n:>9,} events: {json.dumps(figures[-1])}", flush=True)
     if len(figures) == 2:

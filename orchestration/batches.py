@@ -152,17 +152,24 @@ class Written:
     reclassified: int
 
 
-def _sharing(left: str, right: str, rule: str) -> str:
-    return (
-        f"({left}.tenant_id, {left}.{rule}_digest) = ({right}.tenant_id, {right}.{rule}_digest)"
-        f" and {right}.{rule}_digest is not null"
+def _probe(outer: str, where: str = "") -> str:
+    """warehouse.dedup_keys rows sharing a key with a row of `outer` (alias b): one index probe
+    per key and rule. LATERAL with `offset 0` (which keeps PostgreSQL from flattening it
+    into a plain join), so that no statistics can turn the probes into a scan of every key
+    ever kept: a hash join over the whole table is what the planner chose at 500k keys."""
+    return "\n    union\n    ".join(
+        f"select k.* from {outer} cross join lateral (select * from warehouse.dedup_keys k"
+        f" where (k.tenant_id, k.{rule}_digest) = (b.tenant_id, b.{rule}_digest) offset 0) k"
+        f" where b.{rule}_digest is not null{where}"
+        for rule in dedup.RULES
     )
 
 
-def _any_key(select: str, table: str, other: str, where: str = "") -> str:
-    """Rows of `table` sharing a key with a row of `other`, one index probe per rule (a union)."""
+def _sharing_with(left: str, right: str, where: str) -> str:
+    """Rows of the small `left` sharing a key with a row of the small `right` (both CTEs)."""
     return "\n    union\n    ".join(
-        f"select {select} from {table} join {other} on {_sharing(table.split()[-1], other.split()[-1], rule)}{where}"
+        f"select h.landing_id from {left} h join {right} b"
+        f" on (h.tenant_id, h.{rule}_digest) = (b.tenant_id, b.{rule}_digest) where {where}"
         for rule in dedup.RULES
     )
 
@@ -188,11 +195,11 @@ copy (
 with mine as materialized (
     select * from unnest({arrays}) as b({", ".join(columns)})
 ), hits as (
-    {_any_key("k.*", "warehouse.dedup_keys k", "mine b")}
+    {_probe("mine b")}
 ), later as (
-    {_any_key("h.landing_id", "hits h", "mine b", " where b.landing_id < h.landing_id")}
+    {_sharing_with("hits", "mine", "b.landing_id < h.landing_id")}
 ), theirs as (
-    {_any_key("k.*", "warehouse.dedup_keys k", "(select * from hits where landing_id in (select landing_id from later)) l")}
+    {_probe("hits b", " and b.landing_id in (select landing_id from later)")}
 )
 select {_KEY_COLUMNS}, (landing_id in (select landing_id from later))::int as rejudge
 from (select * from hits union select * from theirs) r
