@@ -30,8 +30,11 @@ from tributary import contract
 from tributary.tracking_plan import TrackingPlan
 
 # Rejects and duplicates keep the payload as sent, for replay and tracing, less the
-# client's IP: a whole IP never reaches the warehouse (landing keeps it).
-KEPT_PAYLOAD = "r.payload #- '{context,ip}'"
+# client's IP: a whole IP never reaches the warehouse (landing keeps it). (`#-` fails on a
+# path through a list, and lenient SDKs may send any JSON as `context`.)
+KEPT_PAYLOAD = (
+    "case when jsonb_typeof(r.payload->'context') = 'object' then r.payload #- '{context,ip}' else r.payload end"
+)
 # Columns written to warehouse.events from the batch frame, in this order.
 EVENT_COLUMNS = (
     "tenant_id",

@@ -195,3 +195,22 @@ def test_no_whole_ip_reaches_the_warehouse_not_even_in_rejects_and_duplicates(dr
         ).fetchone()[0]
         == 3
     )  # landing keeps what the client sent
+
+
+def test_a_payload_whose_context_is_not_an_object_is_still_judged_and_kept(drained, conn, tenant):
+    """Segment SDKs are lenient: a `context` that is a list or a string must not fail the batch."""
+    land(
+        conn,
+        tenant[0].id,
+        [
+            page_view(occurredAt="2001-01-01T00:00:00Z", context=["not", "an", "object"]),
+            {"eventType": "", "eventId": str(uuid.uuid4()), "context": "text"},
+        ],
+    )
+    with psycopg.connect(drained) as worker:
+        run_batch(worker, PLAN, Limits(), 100)
+    kept = conn.execute(
+        "select reason_code, payload->'context' from warehouse.event_rejects where tenant_id = %s order by landing_id",
+        (tenant[0].id,),
+    ).fetchall()
+    assert kept == [("too_old", ["not", "an", "object"]), ("missing_event_type", "text")]
