@@ -4,11 +4,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from crawlerdetect import CrawlerDetect
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 from polars.testing import assert_frame_equal
 
-from orchestration.processing.enrich import Enrichment, enrich, ipv4_prefix, referrer_medium
+from orchestration.processing.enrich import Enrichment, crawlers, enrich, ipv4_prefix, referrer_medium
 from tributary import contract
 
 CHROME_WINDOWS = (
@@ -176,3 +179,53 @@ def test_country_comes_from_the_offline_database_when_one_is_configured(geoip_db
     )
     assert enrich(frame, Enrichment(geoip_db=geoip_db))["country"].to_list() == ["GB", "SE", "NO", None, None]
     assert enrich(frame)["country"].to_list() == [None] * 5
+
+
+# Real agents of each kind, and the edge cases of crawlerdetect's rule: an excluded phrase
+# removed first, Yandex's look-ahead (YandexBot is a bot, YandexSearch is not), blanks.
+AGENTS = [
+    CHROME_WINDOWS,
+    IPHONE_SAFARI,
+    IPAD_SAFARI,
+    GOOGLEBOT,
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
+    "Mozilla/5.0 (Linux; Android 10) AppleWebKit/537.36 (KHTML, like Gecko) YandexSearch/8.10 Mobile Safari/537.36",
+    "Yandex",
+    "curl/8.4.0",
+    "python-requests/2.31.0",
+    "Go-http-client/1.1",
+    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+    "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15",
+    "Mozilla/5.0 (compatible; MSIE 10.0; Windows NT 6.1; Trident/6.0)",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) GSA/300.0 Mobile/15E148",
+    "Dalvik/2.1.0 (Linux; U; Android 13; SM-S911B Build/TP1A.220624.014)",
+    "okhttp/4.12.0",
+    "Java/17.0.2",
+    "WhatsApp/2.23.20.0",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0",
+    "   ",
+    "",
+    "Safari",
+]
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_bot_detection_agrees_with_crawlerdetect(agent):
+    assert crawlers(pl.Series([agent])).to_list() == [CrawlerDetect().is_crawler(agent)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(AGENTS) | st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126)), max_size=20
+    )
+)
+def test_bot_detection_agrees_with_crawlerdetect_on_any_ascii_text(agents):
+    """One vectorised pass over the batch's agents, the same verdicts as the library's own."""
+    detector = CrawlerDetect()
+    assert crawlers(pl.Series(agents, dtype=pl.String)).to_list() == [detector.is_crawler(a) for a in agents]
