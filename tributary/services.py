@@ -59,6 +59,12 @@ def prepare_dagster_home(settings: Settings) -> Path:
         f'    postgres_url: "{dagster_storage_url(settings)}"\n'
         "telemetry:\n"
         "  enabled: false\n"
+        # A failed run (a dbt build that hit a lock, a killed worker) is run again from the
+        # step that failed, twice at most: the sensor starts runs only for new events, so
+        # without this the marts would wait for the next event to land.
+        "run_retries:\n"
+        "  enabled: true\n"
+        "  max_retries: 2\n"
     )
     return home
 

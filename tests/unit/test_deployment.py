@@ -32,9 +32,10 @@ def test_dagster_services_load_the_workspace_and_share_the_database():
         assert "workspace.yaml" in service["command"]
         assert (ROOT / "workspace.yaml").exists()
         assert service["environment"]["DATABASE_URL"] == COMPOSE["services"]["api"]["environment"]["DATABASE_URL"]
-    assert yaml.safe_load((ROOT / "deploy/dagster.yaml").read_text())["storage"]["postgres"]["postgres_url"] == {
-        "env": "DATABASE_URL"
-    }
+    instance = yaml.safe_load((ROOT / "deploy/dagster.yaml").read_text())
+    assert instance["storage"]["postgres"]["postgres_url"] == {"env": "DATABASE_URL"}
+    # As under `make up` (tributary/services.py): a failed run is retried from its failed step.
+    assert instance["run_retries"] == {"enabled": True, "max_retries": 2}
 
 
 def test_the_image_copies_only_paths_that_exist():
