@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from tributary import db, migrations, tenants
+from tributary.services import free_port
 from tributary.settings import Settings, get_settings
 
 
@@ -29,8 +30,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
             "TRIBUTARY_DAGSTER_URL": "http://127.0.0.1:9",
         }
     )
-    # A port of its own, so a developer's running `make up` is never touched.
-    os.environ.setdefault("TRIBUTARY_DB_PORT", str(20000 + os.getpid() % 20000))
+    # A port of its own, so a developer's running `make up` is never touched: one the OS says
+    # is free now (a fixed pick could be a client connection's ephemeral port already).
+    os.environ.setdefault("TRIBUTARY_DB_PORT", str(free_port()))
     get_settings.cache_clear()
     test_settings = get_settings()
     started = False

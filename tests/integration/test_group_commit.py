@@ -18,6 +18,7 @@ from ingest_api.app import create_app
 from ingest_api.database import Database
 from ingest_api.landing import GROUP_MAX_ROWS, Envelope, awaiting_commit, land
 from tributary import db, migrations, tenants
+from tributary.services import free_port
 from tributary.settings import Settings
 
 CLIENT_IP = "203.0.113.7"
@@ -247,7 +248,7 @@ def test_a_batch_with_an_unstorable_event_in_a_group_lands_its_other_events(sett
 def test_when_the_database_goes_down_every_request_in_the_group_gets_503_and_nothing_lands(settings, tmp_path):
     if not settings.embedded:
         pytest.skip("needs an embedded server of its own to stop")
-    own = dataclasses.replace(settings, home=tmp_path, db_port=settings.db_port + 2)
+    own = dataclasses.replace(settings, home=tmp_path, db_port=free_port())
     server = db.embedded_server(own)
     server.start()
     try:

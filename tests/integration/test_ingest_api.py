@@ -15,6 +15,7 @@ from litestar.testing import TestClient
 
 from ingest_api.app import create_app
 from tributary import db, migrations, tenants
+from tributary.services import free_port
 from tributary.settings import Settings
 
 
@@ -354,7 +355,7 @@ def test_a_full_pool_answers_503_instead_of_making_the_client_wait(settings, aut
 def test_the_api_answers_503_while_the_database_is_down_and_serves_again_when_it_returns(settings, tmp_path):
     if not settings.embedded:
         pytest.skip("needs an embedded server of its own to stop and start")
-    own = dataclasses.replace(settings, home=tmp_path, db_port=settings.db_port + 1)
+    own = dataclasses.replace(settings, home=tmp_path, db_port=free_port())
     server = db.embedded_server(own)
     server.start()
     try:
