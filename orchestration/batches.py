@@ -180,23 +180,23 @@ def _sharing_with(left: str, right: str, where: str) -> str:
 _KEY_COLUMNS = ", ".join(dedup.KEY_SCHEMA)
 
 
-def _array(values: pl.Series, element: str) -> str:
-    """A PostgreSQL array literal of ids and digests (never client text): Polars joins
-    10,000 of them in a millisecond, where binding them one by one costs far more."""
-    joined = values.cast(pl.String).fill_null("NULL").str.join(",").item()
-    return f"'{{{joined}}}'::{element}[]"
+# The batch's keys, in a temporary table: sent by COPY, where the same keys as array
+# literals in the query text cost ten times more to send and parse.
+_BATCH_KEYS = ["tenant_id", "landing_id", *(f"{rule}_digest" for rule in dedup.RULES)]
+_BATCH_KEYS_TABLE = (
+    "create temp table batch_keys on commit drop as"
+    f" select {', '.join(_BATCH_KEYS)} from warehouse.dedup_keys with no data"
+)
 
 
-def related_keys_sql(keys: pl.DataFrame) -> str:
-    """The keys of earlier-processed events that share one with this batch's `keys` (they
-    decide its verdicts), plus, for those that landed *after* a batch event sharing their
-    key (their own verdicts change), every event sharing one of theirs."""
-    columns = {"tenant_id": "uuid", "landing_id": "bigint", **{f"{rule}_digest": "uuid" for rule in dedup.RULES}}
-    arrays = ", ".join(_array(keys[name], element) for name, element in columns.items())
+def related_keys_sql() -> str:
+    """The keys of earlier-processed events that share one with this batch's (`batch_keys`:
+    they decide its verdicts), plus, for those that landed *after* a batch event sharing
+    their key (their own verdicts change), every event sharing one of theirs."""
     return f"""
 copy (
 with mine as materialized (
-    select * from unnest({arrays}) as b({", ".join(columns)})
+    select * from batch_keys
 ), hits as (
     {_probe("mine b")}
 ), later as (
@@ -207,6 +207,9 @@ with mine as materialized (
 select {_KEY_COLUMNS}, (landing_id in (select landing_id from later))::int as rejudge
 from (select * from hits union select * from theirs) r
 ) to stdout (format csv, header)"""
+
+
+_RELATED_KEYS_SQL = related_keys_sql()
 
 
 def _read(conn: psycopg.Connection, sql: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -237,7 +240,9 @@ def _judge_across_batches(
     """(this batch's duplicates, earlier-processed events' new verdicts), both VERDICT_SCHEMA.
 
     Then the batch's keys are stored, whatever the verdicts: later batches are judged against them."""
-    related = _read(conn, related_keys_sql(outcome.keys), {**dedup.KEY_SCHEMA, "rejudge": pl.Int8})
+    conn.execute(_BATCH_KEYS_TABLE)
+    _copy_frame(conn, "batch_keys", outcome.keys.select(_BATCH_KEYS))
+    related = _read(conn, _RELATED_KEYS_SQL, {**dedup.KEY_SCHEMA, "rejudge": pl.Int8})
     _copy_frame(conn, "warehouse.dedup_keys", outcome.keys.with_columns(pl.lit(batch_id).alias("batch_id")))
     within = outcome.duplicates.with_columns(pl.lit(None, pl.Int64).alias("duplicate_of_landing_id"))
     if related.height == 0:
