@@ -21,6 +21,7 @@ family puts them: page details in `context.page` (browsers) or in a page call's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -223,6 +224,12 @@ def _parse_slowly(text: pl.Expr) -> pl.Expr:
     )
 
 
+# ISO 8601's four-digit years: PostgreSQL can store later ones, but not read them back
+# from the text that carries them there, and no event happens in the year 22040.
+_FIRST = datetime(1, 1, 1, tzinfo=UTC)
+_LAST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+
+
 def _parse_series(text: pl.Series) -> pl.Series:
     parsed = text.str.to_datetime(_RFC3339, strict=False, time_zone="UTC", time_unit="us")
     # Why not one coalesce of every form: Polars evaluates each form over every row, and
@@ -231,7 +238,7 @@ def _parse_series(text: pl.Series) -> pl.Series:
     if missed.any():
         rest = pl.select(_parse_slowly(pl.lit(text.filter(missed)))).to_series()
         parsed = parsed.scatter(missed.arg_true(), rest)
-    return parsed
+    return pl.select(pl.when(parsed.is_between(_FIRST, _LAST)).then(parsed)).to_series()
 
 
 def parse_timestamp(text: pl.Expr) -> pl.Expr:

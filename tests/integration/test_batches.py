@@ -214,3 +214,19 @@ def test_a_payload_whose_context_is_not_an_object_is_still_judged_and_kept(drain
         (tenant[0].id,),
     ).fetchall()
     assert kept == [("too_old", ["not", "an", "object"]), ("missing_event_type", "text")]
+
+
+def test_a_timestamp_past_the_year_9999_is_rejected_not_a_failed_batch(drained, conn, tenant):
+    land(
+        conn,
+        tenant[0].id,
+        [page_view(occurredAt="999999999999999"), page_view(sentAt="+22040-02-05T01:12:11.771Z"), page_view()],
+    )
+    with psycopg.connect(drained) as worker:
+        run_batch(worker, PLAN, Limits(), 100)
+    counts = summary.counts(conn, tenant[0].id)
+    assert (counts.events, counts.rejects) == (1, 2)
+    reasons = conn.execute(
+        "select distinct reason_code from warehouse.event_rejects where tenant_id = %s", (tenant[0].id,)
+    ).fetchall()
+    assert reasons == [("invalid_timestamp",)]

@@ -40,6 +40,13 @@ def test_unreadable_timestamps_are_null_not_errors():
     assert parse(["yesterday", "2026-13-45T00:00:00Z", "", None]) == [None] * 4
 
 
+def test_timestamps_past_the_year_9999_are_unreadable():
+    """PostgreSQL cannot read such a year back from text: the event is rejected as an
+    invalid timestamp instead of failing its whole batch (the API's fuzzer sent one)."""
+    assert parse(["+22040-02-05T01:12:11.771Z", "22040-02-05T01:12:11Z", "999999999999999"]) == [None] * 3
+    assert parse(["9999-12-31T23:59:59Z"]) == [datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)]
+
+
 def test_the_client_clock_is_corrected_by_the_delay_it_measured():
     received = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     frame = pl.DataFrame(
