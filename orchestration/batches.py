@@ -180,8 +180,8 @@ def _sharing_with(left: str, right: str, where: str) -> str:
 _KEY_COLUMNS = ", ".join(dedup.KEY_SCHEMA)
 
 
-# The batch's keys, in a temporary table: sent by COPY, where the same keys as array
-# literals in the query text cost ten times more to send and parse.
+# The batch's keys, in a temporary table: sent by COPY. As array literals in the query
+# text they cost more to send and parse than the probes (look-up 77 → 54 ms per 10,000).
 _BATCH_KEYS = ["tenant_id", "landing_id", *(f"{rule}_digest" for rule in dedup.RULES)]
 _BATCH_KEYS_TABLE = (
     "create temp table batch_keys on commit drop as"
