@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
@@ -71,3 +72,21 @@ def conn_module(database_url: str) -> Iterator[psycopg.Connection]:
 @pytest.fixture(scope="module")
 def tenant_module(conn_module: psycopg.Connection) -> tuple[tenants.Tenant, str]:
     return tenants.create(conn_module, f"test-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def stoppable_server(settings: Settings, tmp_path) -> Iterator[tuple[Settings, db.EmbeddedServer, str]]:
+    """An embedded server of the test's own (home, port), migrated, with a tenant: for tests
+    that stop and start it. Yields (its settings, the server, the tenant's write key)."""
+    if not settings.embedded:
+        pytest.skip("needs an embedded server of its own to stop and start")
+    own = dataclasses.replace(settings, home=tmp_path, db_port=free_port())
+    server = db.embedded_server(own)
+    server.start()
+    try:
+        with psycopg.connect(server.url(), autocommit=True) as admin:
+            migrations.migrate(admin)
+            _, key = tenants.create(admin, "stoppable")
+        yield own, server, key
+    finally:
+        server.stop()

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 import psycopg
-import pytest
 
 from ingest_api.app import create_app
 from ingest_api.database import Database
 from ingest_api.landing import GROUP_MAX_ROWS, Envelope, awaiting_commit, land
-from tributary import db, migrations, tenants
-from tributary.services import free_port
+from tributary import tenants
 from tributary.settings import Settings
 
 CLIENT_IP = "203.0.113.7"
@@ -245,38 +242,28 @@ def test_a_batch_with_an_unstorable_event_in_a_group_lands_its_other_events(sett
     assert sorted(landed) == sorted(["a", "c", *["group_tested"] * 10])
 
 
-def test_when_the_database_goes_down_every_request_in_the_group_gets_503_and_nothing_lands(settings, tmp_path):
-    if not settings.embedded:
-        pytest.skip("needs an embedded server of its own to stop")
-    own = dataclasses.replace(settings, home=tmp_path, db_port=free_port())
-    server = db.embedded_server(own)
+def test_when_the_database_goes_down_every_request_in_the_group_gets_503_and_nothing_lands(stoppable_server):
+    own, server, key = stoppable_server
+    headers = {"Authorization": f"Bearer {key}"}
+
+    async def scenario() -> list[httpx.Response]:
+        async with serving(own) as (client, database):
+            assert (await client.post("/v1/events", json=event(0), headers=headers)).status_code == 202
+            async with landing_table_locked(server.url()):
+                sent = [
+                    asyncio.ensure_future(client.post("/v1/events", json=event(n), headers=headers))
+                    for n in range(1, 31)
+                ]
+                await until(lambda: awaiting_commit(database) == 30)
+                # A fast shutdown ends the commit in flight (and this lock) half way.
+                await asyncio.to_thread(server.stop)
+            return await asyncio.gather(*sent)
+
+    responses = asyncio.run(scenario())
+
+    assert [response.status_code for response in responses] == [503] * 30
+    assert all(response.headers["Retry-After"] == "1" for response in responses)
     server.start()
-    try:
-        with psycopg.connect(server.url(), autocommit=True) as admin:
-            migrations.migrate(admin)
-            _, key = tenants.create(admin, "group-down")
-        headers = {"Authorization": f"Bearer {key}"}
-
-        async def scenario() -> list[httpx.Response]:
-            async with serving(own) as (client, database):
-                assert (await client.post("/v1/events", json=event(0), headers=headers)).status_code == 202
-                async with landing_table_locked(server.url()):
-                    sent = [
-                        asyncio.ensure_future(client.post("/v1/events", json=event(n), headers=headers))
-                        for n in range(1, 31)
-                    ]
-                    await until(lambda: awaiting_commit(database) == 30)
-                    # A fast shutdown ends the commit in flight (and this lock) half way.
-                    await asyncio.to_thread(server.stop)
-                return await asyncio.gather(*sent)
-
-        responses = asyncio.run(scenario())
-
-        assert [response.status_code for response in responses] == [503] * 30
-        assert all(response.headers["Retry-After"] == "1" for response in responses)
-        server.start()
-        with psycopg.connect(server.url(), autocommit=True) as admin:
-            landed = admin.execute("select payload->'props'->>'n' from landing.events_raw").fetchall()
-        assert landed == [("0",)]
-    finally:
-        server.stop()
+    with psycopg.connect(server.url(), autocommit=True) as admin:
+        landed = admin.execute("select payload->'props'->>'n' from landing.events_raw").fetchall()
+    assert landed == [("0",)]

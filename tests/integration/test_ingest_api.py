@@ -14,8 +14,6 @@ import pytest
 from litestar.testing import TestClient
 
 from ingest_api.app import create_app
-from tributary import db, migrations, tenants
-from tributary.services import free_port
 from tributary.settings import Settings
 
 
@@ -352,34 +350,24 @@ def test_a_full_pool_answers_503_instead_of_making_the_client_wait(settings, aut
     assert [row["payload"]["eventType"] for row in landed(conn, tenant)] == ["first"]
 
 
-def test_the_api_answers_503_while_the_database_is_down_and_serves_again_when_it_returns(settings, tmp_path):
-    if not settings.embedded:
-        pytest.skip("needs an embedded server of its own to stop and start")
-    own = dataclasses.replace(settings, home=tmp_path, db_port=free_port())
-    server = db.embedded_server(own)
-    server.start()
-    try:
-        with psycopg.connect(server.url(), autocommit=True) as admin:
-            migrations.migrate(admin)
-            _, key = tenants.create(admin, "recovery")
-        headers = {"Authorization": f"Bearer {key}"}
-        with TestClient(app=create_app(own)) as client:
-            assert client.post("/v1/events", json={"eventType": "before"}, headers=headers).status_code == 202
+def test_the_api_answers_503_while_the_database_is_down_and_serves_again_when_it_returns(stoppable_server):
+    own, server, key = stoppable_server
+    headers = {"Authorization": f"Bearer {key}"}
+    with TestClient(app=create_app(own)) as client:
+        assert client.post("/v1/events", json={"eventType": "before"}, headers=headers).status_code == 202
 
-            server.stop()
-            response = client.post("/v1/events", json={"eventType": "during"}, headers=headers)
-            assert response.status_code == 503
-            assert client.get("/readyz").status_code == 503
-
-            server.start()
-            _wait_for(lambda: client.post("/v1/events", json={"eventType": "after"}, headers=headers).is_success)
-            assert client.get("/readyz").status_code == 200
-        with psycopg.connect(server.url(), autocommit=True) as admin:
-            rows = admin.execute("select payload->>'eventType' from landing.events_raw order by id").fetchall()
-        landed_types = [row[0] for row in rows]
-        assert landed_types == ["before", "after"]
-    finally:
         server.stop()
+        response = client.post("/v1/events", json={"eventType": "during"}, headers=headers)
+        assert response.status_code == 503
+        assert client.get("/readyz").status_code == 503
+
+        server.start()
+        _wait_for(lambda: client.post("/v1/events", json={"eventType": "after"}, headers=headers).is_success)
+        assert client.get("/readyz").status_code == 200
+    with psycopg.connect(server.url(), autocommit=True) as admin:
+        rows = admin.execute("select payload->>'eventType' from landing.events_raw order by id").fetchall()
+    landed_types = [row[0] for row in rows]
+    assert landed_types == ["before", "after"]
 
 
 def _wait_for(condition, timeout: float = 20.0) -> None:
