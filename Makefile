@@ -41,7 +41,7 @@ test-unit: install ## Run the unit tests only (no database)
 	$(BIN)/pytest tests/unit
 
 bench: install ## Run the benchmarks in bench/ (each prints a JSON line last)
-	@shopt -s nullglob; scripts=(bench/*.py); [ $${#scripts[@]} -gt 0 ] || echo "no benchmarks in bench/ yet"; \
+	@shopt -s nullglob; scripts=(bench/[!_]*.py); [ $${#scripts[@]} -gt 0 ] || echo "no benchmarks in bench/ yet"; \
 	for script in "$${scripts[@]}"; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 lint: install ## Check style with ruff

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import psutil
 import psycopg
+from _measure import cpu_seconds
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
@@ -228,19 +229,6 @@ def run_load(load: Load) -> LoadResult:
 
 
 # --- the API under test -----------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process and all its children, living and reaped."""
-    root = psutil.Process(pid)
-    total = 0.0
-    for process in [root, *root.children(recursive=True)]:
-        try:
-            times = process.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
 
 
 class PeakRss:

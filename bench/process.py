@@ -17,7 +17,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from _measure import cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 # TRIBUTARY_BENCH_STATEMENTS=1: also print where PostgreSQL spends its time (pg_stat_statements).
@@ -167,39 +168,12 @@ class PeakRss:
         self.peak = max(self.peak, self._process.memory_info().rss)
 
 
-class ServerCpu:
-    """CPU seconds used by the embedded server's processes (postmaster, backends, WAL writer…) since creation."""
-
-    def __init__(self, data_dir: Path) -> None:
-        import psutil
-
-        self._postmaster = psutil.Process(int((data_dir / "postmaster.pid").read_text().split()[0]))
-        self._start = self._total()
-
-    def _total(self) -> float:
-        import psutil
-
-        total = 0.0
-        for process in [self._postmaster, *self._postmaster.children()]:
-            try:
-                times = process.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system + times.children_user + times.children_system
-        return total
-
-    def used(self) -> float:
-        return self._total() - self._start
-
-
 def child(n: int) -> dict:
     """One backlog, in a fresh home and server; returns its figures."""
+    from tributary import db, migrations, services, tenants, tracking_plan
+
     home = Path(tempfile.mkdtemp(prefix="tributary-bench-"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    os.environ.update({"TRIBUTARY_HOME": str(home), "TRIBUTARY_DB_PORT": str(port)})
-    from tributary import db, migrations, tenants, tracking_plan
+    os.environ.update({"TRIBUTARY_HOME": str(home), "TRIBUTARY_DB_PORT": str(services.free_port())})
     from tributary.settings import get_settings
 
     get_settings.cache_clear()
@@ -230,14 +204,14 @@ def child(n: int) -> dict:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("select pg_stat_statements_reset()")
         workers = settings.processing_workers
-        server_cpu = ServerCpu(settings.pg_data)
+        pg_cpu = cpu_seconds(server.status().pid)
         with PeakRss() as rss:
             started, cpu = time.perf_counter(), time.process_time()
             results = list(
                 drain(lambda: psycopg.connect(url), tracking_plan.load(), Limits(), settings.batch_size, workers)
             )
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-        pg_cpu = server_cpu.used()
+        pg_cpu = cpu_seconds(server.status().pid) - pg_cpu
         if STATEMENTS:
             with psycopg.connect(url, autocommit=True) as conn:
                 top = conn.execute(
