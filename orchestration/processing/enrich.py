@@ -201,6 +201,8 @@ def crawlers(agents: pl.Series) -> pl.Series:
     verdict = pl.select((remains.str.len_chars() > 0) & remains.str.contains(vectorised)).to_series()
     if rest is not None:
         unsure = (~verdict.fill_null(False)) & (remains.str.len_chars() > 0).fill_null(False)
+        # Python's regex only for the look-ahead patterns Rust cannot run, and only on the
+        # agents not already called bots; callers pass distinct agents (user_agents()).
         checked = [bool(rest.search(agent)) for agent in remains.filter(unsure).to_list()]
         verdict = verdict.scatter(unsure.arg_true(), checked)
     return verdict.fill_null(False)
