@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from orchestration.batches import backlog
 from orchestration.resources import TributaryDatabase
 
 _IN_FLIGHT = [
@@ -26,7 +27,7 @@ def backlog_sensor(job, interval_seconds: int) -> dg.SensorDefinition:
         if in_flight:
             return dg.SkipReason(f"run {in_flight[0].dagster_run.run_id} is still processing")
         with database.connect() as conn:
-            waiting = conn.execute("select count(*) from (select 1 from landing.backlog limit 1000000) b").fetchone()[0]
+            waiting = backlog(conn, at_most=1_000_000)
         if not waiting:
             return dg.SkipReason("no landed events are waiting")
         return dg.RunRequest(tags={"tributary/backlog": str(waiting)})
