@@ -258,9 +258,15 @@ def _judge_across_batches(
 
 def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids: pl.Series) -> Written:
     """Write a processed batch, judged against every earlier-processed batch of its tenants."""
+    # The batch's own survivors go in before the tenant lock: the costliest write of a batch
+    # then overlaps another batch's judging instead of waiting for it. Those the judging
+    # below finds to re-send an earlier event leave again in this same transaction. (No
+    # `on conflict` or unique event id to trip over: the keys make (tenant_id, event_id)
+    # unique among kept events, and dbt's stg_events test checks it on every build.)
+    _copy_frame(conn, "warehouse.events", outcome.events.select(*EVENT_COLUMNS, pl.lit(batch_id).alias("batch_id")))
     _lock_tenants(conn, outcome.keys["tenant_id"].unique().sort().to_list())
     duplicates, rejudged = _judge_across_batches(conn, batch_id, outcome)
-    events = outcome.events.join(duplicates, on="landing_id", how="anti")
+    inserted = outcome.events.height - outcome.events.join(duplicates, on="landing_id", how="semi").height
 
     reclassified = 0
     if rejudged.height:
@@ -294,12 +300,6 @@ def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids
             {"batch": batch_id},
         ).rowcount
 
-    # Straight into the table: no `on conflict`, since the keys make (tenant_id, event_id)
-    # unique among kept events, and a violation must fail the batch loudly rather than
-    # lose a row from conservation.
-    _copy_frame(conn, "warehouse.events", events.select(*EVENT_COLUMNS, pl.lit(batch_id).alias("batch_id")))
-    inserted = events.height
-
     conn.execute(
         "create temp table batch_judged (landing_id bigint primary key, kind text not null,"
         " code text not null, detail text) on commit drop"
@@ -321,6 +321,12 @@ def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids
         ]
     )
     _copy_frame(conn, "batch_judged", judged)
+    # This batch's survivors that re-send an event of an earlier batch: out again.
+    unkept = conn.execute(
+        "delete from warehouse.events e using batch_judged j where j.kind = 'duplicate' and e.landing_id = j.landing_id"
+    ).rowcount
+    if unkept != outcome.events.height - inserted:
+        raise RuntimeError(f"batch {batch_id}: {unkept} events unkept, {outcome.events.height - inserted} expected")
     for kind, table, columns in (
         ("reject", "warehouse.event_rejects", "reason_code, reason_detail"),
         ("duplicate", "warehouse.event_duplicates", "rule, duplicate_of_event_id"),
