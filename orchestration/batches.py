@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 import polars as pl
 import psycopg
 
-from orchestration.processing import dedup
+from orchestration.processing import ENGINE, dedup
 from orchestration.processing.batch import Outcome, process
 from orchestration.processing.enrich import Enrichment
 from orchestration.processing.validate import Limits
@@ -244,7 +244,7 @@ def _judge_across_batches(
     within = outcome.duplicates.with_columns(pl.lit(None, pl.Int64).alias("duplicate_of_landing_id"))
     if related.height == 0:
         return within.cast(dedup.VERDICT_SCHEMA), pl.DataFrame(schema=dedup.VERDICT_SCHEMA)
-    verdicts = dedup.judge(pl.concat([outcome.keys, related.drop("rejudge")]).lazy()).collect()
+    verdicts = dedup.judge(pl.concat([outcome.keys, related.drop("rejudge")]).lazy()).collect(engine=ENGINE)
     batch_ids = outcome.keys["landing_id"]
     rejudged = related.filter(pl.col("rejudge") == 1)["landing_id"].unique()
     return (

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from orchestration.processing import dedup
+from orchestration.processing import ENGINE, dedup
 from orchestration.processing.enrich import Enrichment, enrich
 from orchestration.processing.validate import Limits, rejection
 from tributary import contract
@@ -41,14 +41,14 @@ def process(raw: pl.DataFrame, plan: TrackingPlan, limits: Limits, enrichment: E
             .replace_strict(plan.categories, default=CUSTOM, return_dtype=pl.String)
             .alias("category")
         )
-        .collect()
+        .collect(engine=ENGINE)
     )
     # Enriched before de-duplication, so every valid copy carries the same columns; the
     # full IP is dropped here and never reaches the warehouse.
     valid = enrich(judged.filter(pl.col("reason_code").is_null()), enrichment)
     rejects = judged.filter(pl.col("reason_code").is_not_null()).select("landing_id", "reason_code", "reason_detail")
     keys = dedup.keys(valid, plan)
-    verdicts = dedup.judge(keys.lazy()).collect()
+    verdicts = dedup.judge(keys.lazy()).collect(engine=ENGINE)
     duplicates = verdicts.select("landing_id", "rule", "duplicate_of_event_id")
     events = valid.join(verdicts, on="landing_id", how="anti", maintain_order="left").drop(
         "reason_code", "reason_detail", "unparsed_timestamp"

@@ -27,6 +27,8 @@ from crawlerdetect.providers.exclusions import data as exclusion_data
 from ua_parser import Domain, load_builtins
 from ua_parser.regex import Resolver
 
+from orchestration.processing import ENGINE
+
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 DEVICE_TYPES = ("desktop", "mobile", "tablet", "bot", "other")
 MEDIA = ("direct", "internal", "search", "social", "email", "paid", "other")
@@ -319,28 +321,48 @@ def _decode(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
 # --- the stage -----------------------------------------------------------------------
 
 
+# What the URL-derived columns read: computed once per distinct combination, not per row.
+_URL_INPUTS = ("page_url", "landing_page", "page_referrer", "utm_medium")
+
+
+def from_urls(events: pl.DataFrame) -> pl.DataFrame:
+    """_URL_INPUTS → `url_utm_*` (each UTM field as the page or landing URL gives it) and
+    `referrer_medium` (given the client's utm_medium, else the URL's), one row per distinct
+    combination of _URL_INPUTS in `events`.
+
+    Why per distinct combination: a batch's events come from a few pages and referrers, and
+    these are a dozen regular expressions over each URL, the costliest step of enrichment."""
+    distinct = events.select(_URL_INPUTS).unique()
+    in_urls = _decode(
+        distinct.select(
+            pl.coalesce(query_param(pl.col("page_url"), name), query_param(pl.col("landing_page"), name)).alias(name)
+            for name in UTM_FIELDS
+        ),
+        UTM_FIELDS,
+    )
+    return distinct.with_columns(in_urls.select(pl.all().name.prefix("url_"))).with_columns(
+        referrer_medium(
+            pl.col("page_referrer"),
+            pl.col("page_url"),
+            pl.col("landing_page"),
+            pl.coalesce("utm_medium", "url_utm_medium"),
+        ).alias("referrer_medium")
+    )
+
+
 def enrich(events: pl.DataFrame, enrichment: Enrichment | None = None) -> pl.DataFrame:
     """Canonical valid events → the same rows with ENRICHED_COLUMNS and utm_* filled, `ip` dropped."""
     enrichment = enrichment or Enrichment()
     ip = pl.col("ip")
-    from_urls = _decode(
-        events.select(
-            *(
-                pl.coalesce(query_param(pl.col("page_url"), name), query_param(pl.col("landing_page"), name)).alias(
-                    name
-                )
-                for name in UTM_FIELDS
-            )
-        ),
-        UTM_FIELDS,
-    )
-    # The client's own attribution wins, field by field, over what the URLs say.
-    events = events.with_columns(pl.coalesce(pl.col(name), from_urls[name]).alias(name) for name in UTM_FIELDS)
     country = pl.lit(None, dtype=pl.String)
     if enrichment.geoip_db is not None:
         country = ip.replace_strict(countries(events["ip"], enrichment.geoip_db), default=None, return_dtype=pl.String)
     return (
         events.lazy()
+        .join(from_urls(events).lazy(), on=_URL_INPUTS, how="left", nulls_equal=True, maintain_order="left")
+        # The client's own attribution wins, field by field, over what the URLs say.
+        .with_columns(pl.coalesce(name, f"url_{name}") for name in UTM_FIELDS)
+        .drop(*(f"url_{name}" for name in UTM_FIELDS))
         .join(user_agents(events["user_agent"]).lazy(), on="user_agent", how="left", maintain_order="left")
         .with_columns(
             pl.when(ip.str.contains(":", literal=True))
@@ -349,11 +371,6 @@ def enrich(events: pl.DataFrame, enrichment: Enrichment | None = None) -> pl.Dat
             .alias("ip_prefix"),
             country.alias("country"),
         )
-        .with_columns(
-            referrer_medium(
-                pl.col("page_referrer"), pl.col("page_url"), pl.col("landing_page"), pl.col("utm_medium")
-            ).alias("referrer_medium")
-        )
         .drop("ip")
-        .collect()
+        .collect(engine=ENGINE)
     )
