@@ -230,3 +230,52 @@ def test_a_timestamp_past_the_year_9999_is_rejected_not_a_failed_batch(drained, 
         "select distinct reason_code from warehouse.event_rejects where tenant_id = %s", (tenant[0].id,)
     ).fetchall()
     assert reasons == [("invalid_timestamp",)]
+
+
+def test_timestamps_reach_the_warehouse_to_the_microsecond(drained, conn, tenant):
+    land(conn, tenant[0].id, [page_view(occurredAt="2026-11-25T10:00:00.123456+01:00")])
+    with psycopg.connect(drained) as worker:
+        run_batch(worker, PLAN, Limits(), 100)
+    occurred = conn.execute(
+        "select to_char(client_occurred_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+        " from warehouse.events where tenant_id = %s",
+        (tenant[0].id,),
+    ).fetchone()[0]
+    assert occurred == "2026-11-25 09:00:00.123456"
+
+
+def test_concurrent_batches_keep_exactly_the_first_landed_copy_of_each_event(drained, conn, tenant):
+    # Re-sends spread over many small batches that run at once: each batch writes its
+    # survivors before it takes the tenant lock, so the loser of every race must leave again.
+    originals = [str(uuid.uuid4()) for _ in range(300)]
+    land(conn, tenant[0].id, [page_view(event_id) for event_id in originals])
+    land(conn, tenant[0].id, [page_view(event_id) for event_id in reversed(originals)])
+    land(conn, tenant[0].id, [page_view(event_id) for event_id in originals[::2]])
+    errors: list[BaseException] = []
+
+    def worker():
+        try:
+            with psycopg.connect(drained) as own:
+                list(process_backlog(own, PLAN, Limits(), 40))
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    counts = summary.counts(conn, tenant[0].id)
+    assert (counts.events, counts.duplicates, counts.waiting) == (300, 450, 0) and counts.conserved
+    kept = conn.execute(
+        """
+        select count(*) filter (where e.landing_id = first.id), count(distinct e.event_id), count(*)
+        from warehouse.events e
+        join (select payload->>'eventId' as event_id, min(id) as id from landing.events_raw
+              where tenant_id = %(t)s group by 1) first using (event_id)
+        where e.tenant_id = %(t)s
+        """,
+        {"t": tenant[0].id},
+    ).fetchone()
+    assert kept == (300, 300, 300)
