@@ -48,7 +48,7 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     dagster_port: int = 3000
-    batch_size: int = 20_000
+    batch_size: int = 30_000
     processing_workers: int = 2
     """Batches processed at once by a run: one runs the rules while another is written."""
     max_event_bytes: int = 32 * 1024
@@ -114,7 +114,7 @@ class Settings:
             api_host=env.get("TRIBUTARY_API_HOST") or "127.0.0.1",
             api_port=_int(env, "TRIBUTARY_API_PORT", 8000),
             dagster_port=_int(env, "TRIBUTARY_DAGSTER_PORT", 3000),
-            batch_size=_int(env, "TRIBUTARY_BATCH_SIZE", 20_000),
+            batch_size=_int(env, "TRIBUTARY_BATCH_SIZE", 30_000),
             processing_workers=max(1, _int(env, "TRIBUTARY_PROCESSING_WORKERS", 2)),
             max_event_bytes=_int(env, "TRIBUTARY_MAX_EVENT_BYTES", 32 * 1024),
             max_batch_bytes=_int(env, "TRIBUTARY_MAX_BATCH_BYTES", 1024 * 1024),
