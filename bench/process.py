@@ -144,6 +144,26 @@ def plain_move(url: str, logged: bool = False) -> float:
     return seconds
 
 
+def outcome_copy(url: str) -> float:
+    """What writing the outcome alone costs, with no rule run: the rows processing kept and
+    their de-duplication keys read back and COPYed into fresh tables of the same
+    definitions (indexes included), one after the other, as the plain move does."""
+    import psycopg
+
+    seconds = 0.0
+    with psycopg.connect(url, autocommit=True) as source, psycopg.connect(url, autocommit=True) as target:
+        for table in ("warehouse.events", "warehouse.dedup_keys"):
+            target.execute(f"create table bench_outcome (like {table} including all)")
+            started = time.perf_counter()
+            with source.cursor().copy(f"copy {table} to stdout") as out:
+                with target.cursor().copy("copy bench_outcome from stdin") as into:
+                    for chunk in out:
+                        into.write(chunk)
+            seconds += time.perf_counter() - started
+            target.execute("drop table bench_outcome")
+    return seconds
+
+
 class PeakRss:
     """Samples this process's RSS every 20 ms while processing runs."""
 
@@ -223,8 +243,9 @@ def child(n: int) -> dict:
             print("top statements while processing (ms per 10,000 events, calls):", file=sys.stderr)
             for total, calls, query in top:
                 print(f"{total / n * 10_000:9.1f} {calls:6d}  {query[:110]}", file=sys.stderr)
-        # After processing, so that its write-ahead log cannot bring a checkpoint into it.
+        # After processing, so that their write-ahead log cannot bring a checkpoint into it.
         logged_move_seconds = plain_move(url, logged=True)
+        outcome_seconds = outcome_copy(url)
         with psycopg.connect(url, autocommit=True) as conn:
             # From the tables, not the batches' own figures: a batch that ran before an
             # earlier-landed copy of one of its events sees that event moved to duplicates later.
@@ -249,6 +270,8 @@ def child(n: int) -> dict:
             "plain_move_events_per_s": round(n / move_seconds),
             "ratio_to_plain_move": round(move_seconds / seconds, 3),
             "plain_move_logged_events_per_s": round(n / logged_move_seconds),
+            # Writing only what processing wrote (its events and keys), per landed event.
+            "outcome_copy_events_per_s": round(n / outcome_seconds),
             "peak_rss_mb": round(rss.peak / 2**20, 1),
             # Where the time goes, per 10,000 events: this process (Polars, psycopg) and the server.
             "python_cpu_ms_per_10k": round(cpu / n * 10_000 * 1000),
