@@ -279,3 +279,15 @@ def test_concurrent_batches_keep_exactly_the_first_landed_copy_of_each_event(dra
         {"t": tenant[0].id},
     ).fetchone()
     assert kept == (300, 300, 300)
+
+
+def test_text_that_looks_like_a_null_marker_stays_text(drained, conn, tenant):
+    # "\N" is COPY's null marker in its text format; "" an empty string. Neither may turn
+    # into NULL on the way to the warehouse (an event type of "\N" once failed a batch).
+    land(conn, tenant[0].id, [page_view(eventType="\\N", userId="\\N", sessionId="NULL", props={"s": ""})])
+    with psycopg.connect(drained) as worker:
+        run_batch(worker, PLAN, Limits(), 100)
+    row = conn.execute(
+        "select event_type, user_id, session_id, props from warehouse.events where tenant_id = %s", (tenant[0].id,)
+    ).fetchone()
+    assert row == ("\\N", "\\N", "NULL", {"s": ""})
