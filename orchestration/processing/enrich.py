@@ -340,7 +340,7 @@ def from_urls(events: pl.DataFrame) -> pl.DataFrame:
         ),
         UTM_FIELDS,
     )
-    return distinct.with_columns(in_urls.select(pl.all().name.prefix("url_"))).with_columns(
+    return distinct.hstack(in_urls.select(pl.all().name.prefix("url_"))).with_columns(
         referrer_medium(
             pl.col("page_referrer"),
             pl.col("page_url"),
