@@ -1,13 +1,12 @@
 """Claiming and writing batches against the real PostgreSQL."""
 
 import json
-import threading
 import uuid
 
 import psycopg
 import pytest
 
-from orchestration.batches import claim, process_backlog, run_batch
+from orchestration.batches import claim, drain, process_backlog, run_batch
 from orchestration.processing.validate import Limits
 from tributary import summary, tracking_plan
 
@@ -46,21 +45,7 @@ def test_two_concurrent_claims_never_share_a_row(drained, conn, tenant):
 
 def test_concurrent_runs_process_every_row_exactly_once(drained, conn, tenant):
     land(conn, tenant[0].id, [page_view() for _ in range(3000)])
-    errors: list[BaseException] = []
-
-    def worker():
-        try:
-            with psycopg.connect(drained) as own:
-                list(process_backlog(own, PLAN, Limits(), 250))
-        except BaseException as error:  # surfaced below
-            errors.append(error)
-
-    threads = [threading.Thread(target=worker) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    list(drain(lambda: psycopg.connect(drained), PLAN, Limits(), 250, workers=3))
     counts = summary.counts(conn, tenant[0].id)
     assert (counts.landed, counts.waiting, counts.events, counts.duplicates) == (3000, 0, 3000, 0)
     # Every claimed row was written by the batch that claimed it: no batch counted a row
@@ -251,21 +236,7 @@ def test_concurrent_batches_keep_exactly_the_first_landed_copy_of_each_event(dra
     land(conn, tenant[0].id, [page_view(event_id) for event_id in originals])
     land(conn, tenant[0].id, [page_view(event_id) for event_id in reversed(originals)])
     land(conn, tenant[0].id, [page_view(event_id) for event_id in originals[::2]])
-    errors: list[BaseException] = []
-
-    def worker():
-        try:
-            with psycopg.connect(drained) as own:
-                list(process_backlog(own, PLAN, Limits(), 40))
-        except BaseException as error:  # surfaced below
-            errors.append(error)
-
-    threads = [threading.Thread(target=worker) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    list(drain(lambda: psycopg.connect(drained), PLAN, Limits(), 40, workers=3))
     counts = summary.counts(conn, tenant[0].id)
     assert (counts.events, counts.duplicates, counts.waiting) == (300, 450, 0) and counts.conserved
     kept = conn.execute(
