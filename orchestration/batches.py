@@ -269,7 +269,8 @@ def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids
     _copy_frame(conn, "warehouse.events", outcome.events.select(*EVENT_COLUMNS, pl.lit(batch_id).alias("batch_id")))
     _lock_tenants(conn, outcome.keys["tenant_id"].unique().sort().to_list())
     duplicates, rejudged = _judge_across_batches(conn, batch_id, outcome)
-    inserted = outcome.events.height - outcome.events.join(duplicates, on="landing_id", how="semi").height
+    # Survivors of this batch's own judging that re-send an event of an earlier batch.
+    resent = outcome.events.join(duplicates, on="landing_id", how="semi").height
 
     reclassified = 0
     if rejudged.height:
@@ -324,12 +325,12 @@ def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids
         ]
     )
     _copy_frame(conn, "batch_judged", judged)
-    # This batch's survivors that re-send an event of an earlier batch: out again.
+    # Those re-sends: out again.
     unkept = conn.execute(
         "delete from warehouse.events e using batch_judged j where j.kind = 'duplicate' and e.landing_id = j.landing_id"
     ).rowcount
-    if unkept != outcome.events.height - inserted:
-        raise RuntimeError(f"batch {batch_id}: {unkept} events unkept, {outcome.events.height - inserted} expected")
+    if unkept != resent:
+        raise RuntimeError(f"batch {batch_id}: {unkept} events unkept, {resent} expected")
     for kind, table, columns in (
         ("reject", "warehouse.event_rejects", "reason_code, reason_detail"),
         ("duplicate", "warehouse.event_duplicates", "rule, duplicate_of_event_id"),
@@ -346,7 +347,11 @@ def write(conn: psycopg.Connection, batch_id: int, outcome: Outcome, claimed_ids
     # The ids as one array literal: Polars builds it far faster than psycopg lists 10,000 ints.
     ids = "{" + claimed_ids.cast(pl.String).str.join(",").item() + "}"
     conn.execute("delete from landing.backlog where id = any(%s::bigint[])", (ids,))
-    return Written(events=inserted, duplicates=duplicates.select(list(dedup.VERDICT_SCHEMA)), reclassified=reclassified)
+    return Written(
+        events=outcome.events.height - resent,
+        duplicates=duplicates.select(list(dedup.VERDICT_SCHEMA)),
+        reclassified=reclassified,
+    )
 
 
 def run_batch(
