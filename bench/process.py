@@ -124,6 +124,15 @@ def land(conn, tenant_id: str, n: int) -> float:
     return time.perf_counter() - started
 
 
+def _pipe(source, target, copy_out: str, table: str) -> float:
+    """Seconds to stream `copy_out` from `source` into `table` on `target`, chunk by chunk."""
+    started = time.perf_counter()
+    with source.cursor().copy(copy_out) as out, target.cursor().copy(f"copy {table} from stdin") as into:
+        for chunk in out:
+            into.write(chunk)
+    return time.perf_counter() - started
+
+
 def plain_move(url: str, logged: bool = False) -> float:
     """The floor: the same landing rows read and written elsewhere, untransformed (by
     default into an unlogged table: the issue's yardstick; `logged`: durable, as every
@@ -134,12 +143,7 @@ def plain_move(url: str, logged: bool = False) -> float:
         target.execute("drop table if exists bench_scratch")
         target.execute(f"create {'' if logged else 'unlogged '}table bench_scratch (like landing.events_raw)")
         target.execute("alter table bench_scratch alter column id drop identity if exists")
-        started = time.perf_counter()
-        with source.cursor().copy("copy (select * from landing.events_raw) to stdout") as out:
-            with target.cursor().copy("copy bench_scratch from stdin") as into:
-                for chunk in out:
-                    into.write(chunk)
-        seconds = time.perf_counter() - started
+        seconds = _pipe(source, target, "copy (select * from landing.events_raw) to stdout", "bench_scratch")
         target.execute("drop table bench_scratch")
     return seconds
 
@@ -154,12 +158,7 @@ def outcome_copy(url: str) -> float:
     with psycopg.connect(url, autocommit=True) as source, psycopg.connect(url, autocommit=True) as target:
         for table in ("warehouse.events", "warehouse.dedup_keys"):
             target.execute(f"create table bench_outcome (like {table} including all)")
-            started = time.perf_counter()
-            with source.cursor().copy(f"copy {table} to stdout") as out:
-                with target.cursor().copy("copy bench_outcome from stdin") as into:
-                    for chunk in out:
-                        into.write(chunk)
-            seconds += time.perf_counter() - started
+            seconds += _pipe(source, target, f"copy {table} to stdout", "bench_outcome")
             target.execute("drop table bench_outcome")
     return seconds
 
